@@ -1,0 +1,131 @@
+//! 8-bit RGB images as the face stage reads them: a borrowed view with a row stride (a
+//! mapped video frame) or an owned buffer (a decoded file).
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: cannot read the image: {reason}")]
+    Read { path: String, reason: String },
+    #[error(
+        "an RGB image of {width}x{height} with stride {stride} needs {needed} bytes, got {got}"
+    )]
+    Size {
+        width: usize,
+        height: usize,
+        stride: usize,
+        needed: usize,
+        got: usize,
+    },
+}
+
+/// Packed 8-bit RGB pixels, `stride` bytes from one row to the next.
+#[derive(Clone, Copy, Debug)]
+pub struct RgbView<'a> {
+    width: usize,
+    height: usize,
+    stride: usize,
+    data: &'a [u8],
+}
+
+impl<'a> RgbView<'a> {
+    pub fn new(
+        width: usize,
+        height: usize,
+        stride: usize,
+        data: &'a [u8],
+    ) -> Result<Self, ImageError> {
+        let needed = if height == 0 {
+            0
+        } else {
+            stride * (height - 1) + width * 3
+        };
+        if stride < width * 3 || data.len() < needed {
+            return Err(ImageError::Size {
+                width,
+                height,
+                stride,
+                needed,
+                got: data.len(),
+            });
+        }
+        Ok(RgbView {
+            width,
+            height,
+            stride,
+            data,
+        })
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// The `width * 3` bytes of row `y`.
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        let start = y * self.stride;
+        &self.data[start..start + self.width * 3]
+    }
+}
+
+/// An owned, tightly packed RGB image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+impl RgbImage {
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<Self, ImageError> {
+        RgbView::new(width, height, width * 3, &data)?;
+        Ok(RgbImage {
+            width,
+            height,
+            data,
+        })
+    }
+
+    /// Decodes a PNG or JPEG file (alpha is dropped, grey is expanded).
+    pub fn open(path: &Path) -> Result<Self, ImageError> {
+        let img = image::open(path).map_err(|e| ImageError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let rgb = img.into_rgb8();
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        Ok(RgbImage {
+            width: w,
+            height: h,
+            data: rgb.into_raw(),
+        })
+    }
+
+    pub fn view(&self) -> RgbView<'_> {
+        RgbView {
+            width: self.width,
+            height: self.height,
+            stride: self.width * 3,
+            data: &self.data,
+        }
+    }
+
+    /// Writes the image as PNG.
+    pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
+        image::save_buffer(
+            path,
+            &self.data,
+            self.width as u32,
+            self.height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|e| ImageError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+}

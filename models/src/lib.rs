@@ -1,0 +1,12 @@
+//! What the SD² trainer and the GStreamer elements share: the deepfake taxonomy, the face
+//! crop recipe, the ONNX writer, the MTCNN face stage and ONNX Runtime sessions.
+
+pub mod atomic_write;
+pub mod crop;
+pub mod image;
+pub mod mtcnn;
+pub mod onnx;
+pub mod paths;
+pub mod runtime;
+pub mod state_dict;
+pub mod taxonomy;

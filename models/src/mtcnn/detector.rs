@@ -1,0 +1,360 @@
+//! The three-stage cascade, step for step as facenet-pytorch's `detect_face` runs it.
+
+use std::path::Path;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::area::IntegralImage;
+use super::nets::{self, NetSpec};
+use super::nms::{Corners, Overlap, nms};
+use crate::image::RgbView;
+use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig};
+
+/// Cascade settings. The defaults are facenet-pytorch's, with faces kept above 0.9 as
+/// SD² does before cropping (paper, Appendix A.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MtcnnConfig {
+    /// Smallest face searched for, in pixels (20).
+    pub min_face_size: f64,
+    /// Scale step of the image pyramid (0.709).
+    pub factor: f64,
+    /// Score thresholds of P-Net, R-Net and O-Net (0.6, 0.7, 0.7).
+    pub stage_thresholds: [f32; 3],
+    /// Faces returned have an O-Net score above this (0.9).
+    pub face_threshold: f32,
+    /// At most this many faces, the most confident first; 0 for no limit.
+    pub max_faces: usize,
+}
+
+impl Default for MtcnnConfig {
+    fn default() -> Self {
+        MtcnnConfig {
+            min_face_size: 20.0,
+            factor: 0.709,
+            stage_thresholds: [0.6, 0.7, 0.7],
+            face_threshold: 0.9,
+            max_faces: 0,
+        }
+    }
+}
+
+/// A detected face in pixel coordinates of the frame (the box may reach past its edges).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Face {
+    /// `[x1, y1, x2, y2]`.
+    pub bbox: [f32; 4],
+    pub confidence: f32,
+    /// Left eye, right eye, nose, left and right mouth corners, as `[x, y]`.
+    pub landmarks: [[f32; 2]; 5],
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MtcnnError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{net}: inference failed: {reason}")]
+    Inference { net: &'static str, reason: String },
+}
+
+/// The scales of the image pyramid for a `w × h` frame.
+pub fn pyramid(w: usize, h: usize, min_face_size: f64, factor: f64) -> Vec<f64> {
+    let m = 12.0 / min_face_size;
+    let mut minl = w.min(h) as f64 * m;
+    let mut scale = m;
+    let mut scales = Vec::new();
+    while minl >= 12.0 {
+        scales.push(scale);
+        scale *= factor;
+        minl *= factor;
+    }
+    scales
+}
+
+/// `rerec`: the square of side `max(w, h)` with the same centre.
+fn square(b: Corners) -> Corners {
+    let (w, h) = (b[2] - b[0], b[3] - b[1]);
+    let l = w.max(h);
+    let x1 = b[0] + w * 0.5 - l * 0.5;
+    let y1 = b[1] + h * 0.5 - l * 0.5;
+    [x1, y1, x1 + l, y1 + l]
+}
+
+/// `bbreg`: moves each side by the regression times the `+1` width or height.
+fn regress(b: Corners, reg: &[f32]) -> Corners {
+    let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+    [
+        b[0] + reg[0] * w,
+        b[1] + reg[1] * h,
+        b[2] + reg[2] * w,
+        b[3] + reg[3] * h,
+    ]
+}
+
+/// Area-resampled, normalised `side × side` crops of `boxes` (reference `pad`: corners
+/// truncated, clamped to the frame, no padding). Returns the batch and, for each crop, the
+/// index of its box; boxes with nothing inside the frame are dropped.
+fn crops(sat: &IntegralImage, boxes: &[Corners], side: usize) -> (Vec<f32>, Vec<usize>) {
+    let (w, h) = (sat.width() as i64, sat.height() as i64);
+    let per = 3 * side * side;
+    let mut data = Vec::with_capacity(per * boxes.len());
+    let mut index = Vec::with_capacity(boxes.len());
+    for (i, b) in boxes.iter().enumerate() {
+        let x = (b[0].trunc() as i64).max(1);
+        let y = (b[1].trunc() as i64).max(1);
+        let ex = (b[2].trunc() as i64).min(w);
+        let ey = (b[3].trunc() as i64).min(h);
+        if ey > y - 1 && ex > x - 1 {
+            let start = data.len();
+            data.resize(start + per, 0.0);
+            let region = [(x - 1) as usize, (y - 1) as usize, ex as usize, ey as usize];
+            sat.resample_into(region, side, side, &mut data[start..]);
+            index.push(i);
+        }
+    }
+    (data, index)
+}
+
+/// MTCNN on ONNX Runtime.
+pub struct Mtcnn {
+    pnet: Session,
+    rnet: Session,
+    onet: Session,
+    placement: Placement,
+    fallback_reason: Option<String>,
+    pub config: MtcnnConfig,
+}
+
+impl std::fmt::Debug for Mtcnn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mtcnn")
+            .field("placement", &self.placement)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One network's outputs, flattened, by name.
+struct Outputs(Vec<(&'static str, Vec<usize>, Vec<f32>)>);
+
+impl Outputs {
+    fn get(&self, name: &str) -> (&[usize], &[f32]) {
+        let (_, shape, data) = self
+            .0
+            .iter()
+            .find(|(n, ..)| *n == name)
+            .expect("output checked by the contract");
+        (shape, data)
+    }
+}
+
+fn run(
+    session: &mut Session,
+    spec: &NetSpec,
+    shape: [usize; 4],
+    data: &[f32],
+) -> Result<Outputs, MtcnnError> {
+    let fail = |e: ort::Error| MtcnnError::Inference {
+        net: spec.name,
+        reason: e.to_string(),
+    };
+    let input = TensorRef::from_array_view((shape, data)).map_err(fail)?;
+    let out = session.run(ort::inputs!["input" => input]).map_err(fail)?;
+    let mut result = Vec::new();
+    for name in spec.outputs() {
+        let (s, d) = out[name].try_extract_tensor::<f32>().map_err(fail)?;
+        result.push((name, s.iter().map(|&v| v as usize).collect(), d.to_vec()));
+    }
+    Ok(Outputs(result))
+}
+
+impl Mtcnn {
+    /// Loads `pnet.onnx`, `rnet.onnx` and `onet.onnx` from `dir` and checks each against
+    /// the inputs and outputs the cascade uses.
+    pub fn load(
+        dir: &Path,
+        device: Device,
+        session: SessionConfig,
+        config: MtcnnConfig,
+    ) -> Result<Self, RuntimeError> {
+        let hint = format!(
+            " (scripts/setup.sh converts facenet-pytorch's weights into {})",
+            dir.display()
+        );
+        let mut loaded = Vec::new();
+        for spec in nets::ALL {
+            let path = dir.join(format!("{}.onnx", spec.name));
+            let s = runtime::open_session(&path, device, session, &hint)?;
+            let (inputs, outputs) = spec.contract();
+            runtime::check_contract(&path, &s.session, &inputs, &outputs)?;
+            loaded.push(s);
+        }
+        let onet = loaded.pop().expect("three nets");
+        let rnet = loaded.pop().expect("three nets");
+        let pnet = loaded.pop().expect("three nets");
+        Ok(Mtcnn {
+            placement: pnet.placement,
+            fallback_reason: pnet.fallback_reason,
+            pnet: pnet.session,
+            rnet: rnet.session,
+            onet: onet.session,
+            config,
+        })
+    }
+
+    /// Where the networks run.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Why `device=auto` chose the CPU, when it did.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// Finds the faces in `img`, most confident first.
+    pub fn detect(&mut self, img: RgbView<'_>) -> Result<Vec<Face>, MtcnnError> {
+        let (w, h) = (img.width(), img.height());
+        let cfg = self.config;
+        let scales = pyramid(w, h, cfg.min_face_size, cfg.factor);
+        if scales.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sat = IntegralImage::new(img);
+        let boxes = self.stage_one(&sat, &scales)?;
+        let boxes = self.stage_two(&sat, &boxes)?;
+        let mut faces = self.stage_three(&sat, &boxes)?;
+        faces.retain(|f| f.confidence > cfg.face_threshold);
+        if cfg.max_faces > 0 {
+            faces.truncate(cfg.max_faces);
+        }
+        Ok(faces)
+    }
+
+    /// P-Net over the pyramid: candidate squares.
+    fn stage_one(
+        &mut self,
+        sat: &IntegralImage,
+        scales: &[f64],
+    ) -> Result<Vec<Corners>, MtcnnError> {
+        let (w, h) = (sat.width(), sat.height());
+        let threshold = self.config.stage_thresholds[0];
+        let (mut boxes, mut scores, mut regs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut buf = Vec::new();
+        for &scale in scales {
+            let hs = (h as f64 * scale + 1.0) as usize;
+            let ws = (w as f64 * scale + 1.0) as usize;
+            buf.resize(3 * hs * ws, 0.0);
+            sat.resample_into([0, 0, w, h], ws, hs, &mut buf);
+            let out = run(&mut self.pnet, &nets::PNET, [1, 3, hs, ws], &buf)?;
+            let (shape, prob) = out.get("prob");
+            let (_, reg) = out.get("reg");
+            let (oh, ow) = (shape[2], shape[3]);
+            let plane = oh * ow;
+            let s = scale as f32;
+            let (mut b, mut sc, mut rg) = (Vec::new(), Vec::new(), Vec::new());
+            for y in 0..oh {
+                for x in 0..ow {
+                    let p = prob[plane + y * ow + x];
+                    if p >= threshold {
+                        let (fx, fy) = (x as f32, y as f32);
+                        b.push([
+                            ((2.0 * fx + 1.0) / s).floor(),
+                            ((2.0 * fy + 1.0) / s).floor(),
+                            ((2.0 * fx + 12.0) / s).floor(),
+                            ((2.0 * fy + 12.0) / s).floor(),
+                        ]);
+                        sc.push(p);
+                        rg.push([0, 1, 2, 3].map(|c| reg[c * plane + y * ow + x]));
+                    }
+                }
+            }
+            for i in nms(&b, &sc, 0.5, Overlap::Union) {
+                boxes.push(b[i]);
+                scores.push(sc[i]);
+                regs.push(rg[i]);
+            }
+        }
+        Ok(nms(&boxes, &scores, 0.7, Overlap::Union)
+            .into_iter()
+            .map(|i| {
+                let (b, r) = (boxes[i], regs[i]);
+                let (rw, rh) = (b[2] - b[0], b[3] - b[1]);
+                square([
+                    b[0] + r[0] * rw,
+                    b[1] + r[1] * rh,
+                    b[2] + r[2] * rw,
+                    b[3] + r[3] * rh,
+                ])
+            })
+            .collect())
+    }
+
+    /// R-Net on 24×24 crops: refined squares.
+    fn stage_two(
+        &mut self,
+        sat: &IntegralImage,
+        boxes: &[Corners],
+    ) -> Result<Vec<Corners>, MtcnnError> {
+        let (data, index) = crops(sat, boxes, 24);
+        if index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = run(&mut self.rnet, &nets::RNET, [index.len(), 3, 24, 24], &data)?;
+        let (_, prob) = out.get("prob");
+        let (_, reg) = out.get("reg");
+        let threshold = self.config.stage_thresholds[1];
+        let (mut kept, mut scores, mut regs) = (Vec::new(), Vec::new(), Vec::new());
+        for (k, &i) in index.iter().enumerate() {
+            if prob[2 * k + 1] > threshold {
+                kept.push(boxes[i]);
+                scores.push(prob[2 * k + 1]);
+                regs.push(&reg[4 * k..4 * k + 4]);
+            }
+        }
+        Ok(nms(&kept, &scores, 0.7, Overlap::Union)
+            .into_iter()
+            .map(|i| square(regress(kept[i], regs[i])))
+            .collect())
+    }
+
+    /// O-Net on 48×48 crops: final boxes, scores and landmarks.
+    fn stage_three(
+        &mut self,
+        sat: &IntegralImage,
+        boxes: &[Corners],
+    ) -> Result<Vec<Face>, MtcnnError> {
+        let (data, index) = crops(sat, boxes, 48);
+        if index.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = run(&mut self.onet, &nets::ONET, [index.len(), 3, 48, 48], &data)?;
+        let (_, prob) = out.get("prob");
+        let (_, reg) = out.get("reg");
+        let (_, lm) = out.get("landmarks");
+        let threshold = self.config.stage_thresholds[2];
+        let mut faces = Vec::new();
+        for (k, &i) in index.iter().enumerate() {
+            let score = prob[2 * k + 1];
+            if score <= threshold {
+                continue;
+            }
+            let b = boxes[i];
+            let (bw, bh) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+            let p = &lm[10 * k..10 * k + 10];
+            let landmarks =
+                std::array::from_fn(|j| [bw * p[j] + b[0] - 1.0, bh * p[5 + j] + b[1] - 1.0]);
+            faces.push(Face {
+                bbox: regress(b, &reg[4 * k..4 * k + 4]),
+                confidence: score,
+                landmarks,
+            });
+        }
+        let corners: Vec<Corners> = faces.iter().map(|f| f.bbox).collect();
+        let scores: Vec<f32> = faces.iter().map(|f| f.confidence).collect();
+        Ok(nms(&corners, &scores, 0.7, Overlap::Min)
+            .into_iter()
+            .map(|i| faces[i])
+            .collect())
+    }
+}

@@ -1,0 +1,11 @@
+//! MTCNN face detection (Zhang et al., 2016) as facenet-pytorch 2.6.0 implements it:
+//! its P-Net, R-Net and O-Net weights converted to ONNX ([`nets`]), and the cascade that
+//! runs them through ONNX Runtime ([`Mtcnn`]).
+
+mod area;
+mod detector;
+pub mod nets;
+pub mod nms;
+
+pub use area::{IntegralImage, normalise};
+pub use detector::{Face, Mtcnn, MtcnnConfig, MtcnnError, pyramid};

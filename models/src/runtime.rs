@@ -1,0 +1,317 @@
+//! ONNX Runtime sessions: loading the library once, placing a model on a device, and
+//! turning every failure into an error that names the file and what to do.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::ep;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{TensorElementType, ValueType};
+
+use crate::paths;
+
+/// Where a model should run, as a user asks for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Device {
+    #[default]
+    Cpu,
+    /// CUDA or an error: never a silent fall back to the CPU.
+    Cuda,
+    /// CUDA when it can be used, else the CPU; the choice is reported.
+    Auto,
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
+            other => Err(format!(
+                "unknown device `{other}`: expected cpu, cuda or auto"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+/// Where a session actually runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    Cpu,
+    Cuda,
+}
+
+impl fmt::Display for Placement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Placement::Cpu => "cpu",
+            Placement::Cuda => "cuda",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "ONNX Runtime library {path} could not be loaded: {reason}. Run scripts/setup.sh, or set ORT_DYLIB_PATH to libonnxruntime.so.{}",
+        paths::ORT_VERSION
+    )]
+    Library { path: PathBuf, reason: String },
+    #[error("model file {path} does not exist{hint}")]
+    MissingModel { path: PathBuf, hint: String },
+    #[error("model file {path} could not be loaded by ONNX Runtime: {reason}")]
+    BadModel { path: PathBuf, reason: String },
+    #[error(
+        "device=cuda was asked for but CUDA cannot be used for {path}: {reason}. Use the onnxruntime-gpu build (ORT_DYLIB_PATH) on a machine with an NVIDIA GPU, or device=cpu / device=auto"
+    )]
+    Cuda { path: PathBuf, reason: String },
+    #[error(
+        "model file {path} does not have the inputs and outputs this element needs: {problems}"
+    )]
+    Contract { path: PathBuf, problems: String },
+    #[error("ONNX Runtime failed: {0}")]
+    Ort(String),
+}
+
+static ENVIRONMENT: OnceLock<Result<Environment, (PathBuf, String)>> = OnceLock::new();
+
+/// The process's ONNX Runtime environment, loading the library from [`paths::ort_dylib`]
+/// the first time.
+pub fn environment() -> Result<&'static Environment, RuntimeError> {
+    let loaded = ENVIRONMENT.get_or_init(|| {
+        let path = paths::ort_dylib();
+        if !path.exists() {
+            return Err((path, "file not found".into()));
+        }
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| b.with_name("sd2").build().map_err(|e| e.to_string()))
+            .map_err(|reason| (path, reason))
+    });
+    loaded
+        .as_ref()
+        .map_err(|(path, reason)| RuntimeError::Library {
+            path: path.clone(),
+            reason: reason.clone(),
+        })
+}
+
+/// A session and where it runs.
+pub struct LoadedSession {
+    pub session: Session,
+    pub placement: Placement,
+    /// Why `auto` chose the CPU, when it did.
+    pub fallback_reason: Option<String>,
+}
+
+impl fmt::Debug for LoadedSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedSession")
+            .field("placement", &self.placement)
+            .field("fallback_reason", &self.fallback_reason)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session settings besides the device.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionConfig {
+    /// Intra-op threads; `None` lets ONNX Runtime use one per physical core.
+    pub threads: Option<usize>,
+}
+
+fn build(
+    env: &Environment,
+    path: &Path,
+    config: SessionConfig,
+    cuda: bool,
+) -> Result<Session, (bool, String)> {
+    let mut builder = Session::builder(env).map_err(|e| (false, e.to_string()))?;
+    builder = builder
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| (false, e.to_string()))?;
+    if let Some(n) = config.threads {
+        builder = builder
+            .with_intra_threads(n)
+            .map_err(|e| (false, e.to_string()))?;
+    }
+    if cuda {
+        builder = builder
+            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| (true, e.to_string()))?;
+    }
+    builder
+        .commit_from_file(path)
+        .map_err(|e| (false, e.to_string()))
+}
+
+/// Opens `path` on `device`. `hint` is appended to the missing-file message (e.g. the
+/// command that produces the file).
+pub fn open_session(
+    path: &Path,
+    device: Device,
+    config: SessionConfig,
+    hint: &str,
+) -> Result<LoadedSession, RuntimeError> {
+    let env = environment()?;
+    if !path.is_file() {
+        return Err(RuntimeError::MissingModel {
+            path: path.to_owned(),
+            hint: hint.to_owned(),
+        });
+    }
+    let bad = |reason: String| RuntimeError::BadModel {
+        path: path.to_owned(),
+        reason,
+    };
+    match device {
+        Device::Cpu => build(env, path, config, false)
+            .map(|session| LoadedSession {
+                session,
+                placement: Placement::Cpu,
+                fallback_reason: None,
+            })
+            .map_err(|(_, reason)| bad(reason)),
+        Device::Cuda => match build(env, path, config, true) {
+            Ok(session) => Ok(LoadedSession {
+                session,
+                placement: Placement::Cuda,
+                fallback_reason: None,
+            }),
+            Err((true, reason)) => Err(RuntimeError::Cuda {
+                path: path.to_owned(),
+                reason,
+            }),
+            Err((false, reason)) => Err(bad(reason)),
+        },
+        Device::Auto => match build(env, path, config, true) {
+            Ok(session) => Ok(LoadedSession {
+                session,
+                placement: Placement::Cuda,
+                fallback_reason: None,
+            }),
+            Err((true, reason)) => build(env, path, config, false)
+                .map(|session| LoadedSession {
+                    session,
+                    placement: Placement::Cpu,
+                    fallback_reason: Some(reason),
+                })
+                .map_err(|(_, reason)| bad(reason)),
+            Err((false, reason)) => Err(bad(reason)),
+        },
+    }
+}
+
+/// What a model input or output must look like: a name, an element type and its dims,
+/// `None` where any size is accepted (a dynamic batch, P-Net's height and width).
+#[derive(Clone, Debug)]
+pub struct TensorSpec {
+    pub name: &'static str,
+    pub elem: TensorElementType,
+    pub dims: Vec<Option<i64>>,
+}
+
+impl TensorSpec {
+    pub fn f32(name: &'static str, dims: &[Option<i64>]) -> Self {
+        TensorSpec {
+            name,
+            elem: TensorElementType::Float32,
+            dims: dims.to_vec(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let dims: Vec<String> = self
+            .dims
+            .iter()
+            .map(|d| d.map_or_else(|| "?".to_owned(), |v| v.to_string()))
+            .collect();
+        format!("{} {:?} [{}]", self.name, self.elem, dims.join(","))
+    }
+}
+
+fn describe_outlet(o: &ort::value::Outlet) -> String {
+    match o.dtype() {
+        ValueType::Tensor { ty, shape, .. } => {
+            let dims: Vec<String> = shape
+                .iter()
+                .map(|&d| if d < 0 { "?".to_owned() } else { d.to_string() })
+                .collect();
+            format!("{} {ty:?} [{}]", o.name(), dims.join(","))
+        }
+        other => format!("{} {other}", o.name()),
+    }
+}
+
+fn outlet_matches(o: &ort::value::Outlet, spec: &TensorSpec) -> bool {
+    match o.dtype() {
+        ValueType::Tensor { ty, shape, .. } => {
+            *ty == spec.elem
+                && shape.len() == spec.dims.len()
+                && shape.iter().zip(&spec.dims).all(|(&d, want)| match want {
+                    None => true,
+                    // A model may leave a dimension dynamic that we pin; it is checked when run.
+                    Some(w) => d == *w || d < 0,
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Checks a session's inputs and outputs against what the caller will feed and read.
+pub fn check_contract(
+    path: &Path,
+    session: &Session,
+    inputs: &[TensorSpec],
+    outputs: &[TensorSpec],
+) -> Result<(), RuntimeError> {
+    let mut problems = Vec::new();
+    for (kind, specs, outlets) in [
+        ("input", inputs, session.inputs()),
+        ("output", outputs, session.outputs()),
+    ] {
+        for spec in specs {
+            match outlets.iter().find(|o| o.name() == spec.name) {
+                None => problems.push(format!(
+                    "no {kind} named `{}` (expected {}; the model has {})",
+                    spec.name,
+                    spec.describe(),
+                    outlets
+                        .iter()
+                        .map(describe_outlet)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Some(o) if !outlet_matches(o, spec) => problems.push(format!(
+                    "{kind} expected {}, found {}",
+                    spec.describe(),
+                    describe_outlet(o)
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Contract {
+            path: path.to_owned(),
+            problems: problems.join("; "),
+        })
+    }
+}
