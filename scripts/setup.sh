@@ -112,6 +112,6 @@ for net in pnet rnet onet; do
 done
 if ((stale)); then
   say "converting MTCNN weights to ONNX"
-  cargo run --quiet --manifest-path "$root/Cargo.toml" -p sd2-models --bin sd2-convert-mtcnn -- "$cache/facenet" "$mtcnn"
+  cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p sd2-models --bin sd2-convert-mtcnn -- "$cache/facenet" "$mtcnn"
 fi
 say "ready: $cache"

@@ -129,10 +129,22 @@ impl fmt::Debug for LoadedSession {
 }
 
 /// Session settings besides the device.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
     /// Intra-op threads; `None` lets ONNX Runtime use one per physical core.
     pub threads: Option<usize>,
+    /// ONNX Runtime's memory pattern planning, which pays off when input shapes repeat
+    /// and costs time when they vary from run to run (P-Net's image pyramid).
+    pub memory_pattern: bool,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            threads: None,
+            memory_pattern: true,
+        }
+    }
 }
 
 fn build(
@@ -143,7 +155,9 @@ fn build(
 ) -> Result<Session, (bool, String)> {
     let mut builder = Session::builder(env).map_err(|e| (false, e.to_string()))?;
     builder = builder
-        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| (false, e.to_string()))?
+        .with_memory_pattern(config.memory_pattern)
         .map_err(|e| (false, e.to_string()))?;
     if let Some(n) = config.threads {
         builder = builder

@@ -226,3 +226,26 @@ fn a_model_of_the_wrong_shape_is_refused_saying_what_was_expected() {
         "{msg}"
     );
 }
+
+#[test]
+fn results_do_not_depend_on_the_number_of_workers() {
+    let img = RgbImage::open(&common::sample("t1.jpg")).unwrap();
+    let config = MtcnnConfig {
+        face_threshold: 0.7,
+        ..MtcnnConfig::default()
+    };
+    let runs: Vec<Vec<Face>> = [1, 2, 3]
+        .into_iter()
+        .map(|threads| {
+            let session = SessionConfig {
+                threads: Some(threads),
+                ..SessionConfig::default()
+            };
+            let mut m = Mtcnn::load(&common::mtcnn_dir(), Device::Cpu, session, config).unwrap();
+            m.detect(img.view()).unwrap()
+        })
+        .collect();
+    assert_eq!(runs[0].len(), 8);
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0], runs[2]);
+}

@@ -115,11 +115,21 @@ fn crops(sat: &IntegralImage, boxes: &[Corners], side: usize) -> (Vec<f32>, Vec<
     (data, index)
 }
 
-/// MTCNN on ONNX Runtime.
-pub struct Mtcnn {
+/// One set of the three networks, driven by one thread.
+struct Worker {
     pnet: Session,
     rnet: Session,
     onet: Session,
+}
+
+/// MTCNN on ONNX Runtime.
+///
+/// On the CPU the cascade runs on several single-threaded copies of the networks at once:
+/// the levels of the pyramid are shared out among them, and so are the R-Net and O-Net
+/// crops. The networks are small and ONNX Runtime's own threading gains little on them;
+/// whole runs side by side use every core. Results do not depend on the number of workers.
+pub struct Mtcnn {
+    workers: Vec<Worker>,
     placement: Placement,
     fallback_reason: Option<String>,
     pub config: MtcnnConfig,
@@ -128,6 +138,7 @@ pub struct Mtcnn {
 impl std::fmt::Debug for Mtcnn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mtcnn")
+            .field("workers", &self.workers.len())
             .field("placement", &self.placement)
             .field("config", &self.config)
             .finish_non_exhaustive()
@@ -168,9 +179,47 @@ fn run(
     Ok(Outputs(result))
 }
 
+/// Runs `task` on each worker with its share of `items`, in parallel, and returns the
+/// results in the order of `items`.
+fn share<I: Sync, T: Send>(
+    workers: &mut [Worker],
+    items: &[I],
+    task: impl Fn(&mut Worker, &[I]) -> Result<Vec<T>, MtcnnError> + Sync,
+) -> Result<Vec<T>, MtcnnError> {
+    if workers.len() == 1 || items.len() <= 1 {
+        return task(&mut workers[0], items);
+    }
+    let chunk = items.len().div_ceil(workers.len());
+    let results: Vec<Result<Vec<T>, MtcnnError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter_mut()
+            .zip(items.chunks(chunk))
+            .map(|(w, part)| {
+                let task = &task;
+                scope.spawn(move || task(w, part))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// The candidates of one pyramid level: boxes, scores, regressions.
+type Level = (Vec<Corners>, Vec<f32>, Vec<[f32; 4]>);
+
 impl Mtcnn {
     /// Loads `pnet.onnx`, `rnet.onnx` and `onet.onnx` from `dir` and checks each against
     /// the inputs and outputs the cascade uses.
+    ///
+    /// On the CPU, `session.threads` workers (default: one per available core) each run
+    /// single-threaded sessions; on CUDA one worker runs them.
     pub fn load(
         dir: &Path,
         device: Device,
@@ -181,23 +230,39 @@ impl Mtcnn {
             " (scripts/setup.sh converts facenet-pytorch's weights into {})",
             dir.display()
         );
-        let mut loaded = Vec::new();
-        for spec in nets::ALL {
-            let path = dir.join(format!("{}.onnx", spec.name));
-            let s = runtime::open_session(&path, device, session, &hint)?;
-            let (inputs, outputs) = spec.contract();
-            runtime::check_contract(&path, &s.session, &inputs, &outputs)?;
-            loaded.push(s);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wanted = session.threads.unwrap_or(cores).clamp(1, 16);
+        let mut workers = Vec::new();
+        let mut placement = Placement::Cpu;
+        let mut fallback_reason = None;
+        while workers.len() < wanted {
+            let mut nets = Vec::new();
+            for spec in nets::ALL {
+                let path = dir.join(format!("{}.onnx", spec.name));
+                let config = SessionConfig {
+                    threads: Some(1),
+                    // P-Net sees a different input size for every level of the pyramid.
+                    memory_pattern: spec.input_side.is_some() && session.memory_pattern,
+                };
+                let s = runtime::open_session(&path, device, config, &hint)?;
+                let (inputs, outputs) = spec.contract();
+                runtime::check_contract(&path, &s.session, &inputs, &outputs)?;
+                placement = s.placement;
+                fallback_reason = s.fallback_reason;
+                nets.push(s.session);
+            }
+            let onet = nets.pop().expect("three nets");
+            let rnet = nets.pop().expect("three nets");
+            let pnet = nets.pop().expect("three nets");
+            workers.push(Worker { pnet, rnet, onet });
+            if placement == Placement::Cuda {
+                break;
+            }
         }
-        let onet = loaded.pop().expect("three nets");
-        let rnet = loaded.pop().expect("three nets");
-        let pnet = loaded.pop().expect("three nets");
         Ok(Mtcnn {
-            placement: pnet.placement,
-            fallback_reason: pnet.fallback_reason,
-            pnet: pnet.session,
-            rnet: rnet.session,
-            onet: onet.session,
+            workers,
+            placement,
+            fallback_reason,
             config,
         })
     }
@@ -237,43 +302,30 @@ impl Mtcnn {
         sat: &IntegralImage,
         scales: &[f64],
     ) -> Result<Vec<Corners>, MtcnnError> {
-        let (w, h) = (sat.width(), sat.height());
         let threshold = self.config.stage_thresholds[0];
+        // Levels shrink geometrically: the first holds about half the work, so it goes to
+        // one worker and the rest, in order, are shared among the others.
+        let n = self.workers.len();
+        let levels: Vec<Level> = if n > 1 && scales.len() > 1 {
+            let (first, rest) = self.workers.split_at_mut(1);
+            let (a, b) = std::thread::scope(|scope| {
+                let a = scope.spawn(|| pnet_levels(&mut first[0], sat, &scales[..1], threshold));
+                let b = share(rest, &scales[1..], |w, part| {
+                    pnet_levels(w, sat, part, threshold)
+                });
+                (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
+            });
+            let mut levels = a?;
+            levels.extend(b?);
+            levels
+        } else {
+            pnet_levels(&mut self.workers[0], sat, scales, threshold)?
+        };
         let (mut boxes, mut scores, mut regs) = (Vec::new(), Vec::new(), Vec::new());
-        let mut buf = Vec::new();
-        for &scale in scales {
-            let hs = (h as f64 * scale + 1.0) as usize;
-            let ws = (w as f64 * scale + 1.0) as usize;
-            buf.resize(3 * hs * ws, 0.0);
-            sat.resample_into([0, 0, w, h], ws, hs, &mut buf);
-            let out = run(&mut self.pnet, &nets::PNET, [1, 3, hs, ws], &buf)?;
-            let (shape, prob) = out.get("prob");
-            let (_, reg) = out.get("reg");
-            let (oh, ow) = (shape[2], shape[3]);
-            let plane = oh * ow;
-            let s = scale as f32;
-            let (mut b, mut sc, mut rg) = (Vec::new(), Vec::new(), Vec::new());
-            for y in 0..oh {
-                for x in 0..ow {
-                    let p = prob[plane + y * ow + x];
-                    if p >= threshold {
-                        let (fx, fy) = (x as f32, y as f32);
-                        b.push([
-                            ((2.0 * fx + 1.0) / s).floor(),
-                            ((2.0 * fy + 1.0) / s).floor(),
-                            ((2.0 * fx + 12.0) / s).floor(),
-                            ((2.0 * fy + 12.0) / s).floor(),
-                        ]);
-                        sc.push(p);
-                        rg.push([0, 1, 2, 3].map(|c| reg[c * plane + y * ow + x]));
-                    }
-                }
-            }
-            for i in nms(&b, &sc, 0.5, Overlap::Union) {
-                boxes.push(b[i]);
-                scores.push(sc[i]);
-                regs.push(rg[i]);
-            }
+        for (b, s, r) in levels {
+            boxes.extend(b);
+            scores.extend(s);
+            regs.extend(r);
         }
         Ok(nms(&boxes, &scores, 0.7, Overlap::Union)
             .into_iter()
@@ -296,25 +348,33 @@ impl Mtcnn {
         sat: &IntegralImage,
         boxes: &[Corners],
     ) -> Result<Vec<Corners>, MtcnnError> {
-        let (data, index) = crops(sat, boxes, 24);
-        if index.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = run(&mut self.rnet, &nets::RNET, [index.len(), 3, 24, 24], &data)?;
-        let (_, prob) = out.get("prob");
-        let (_, reg) = out.get("reg");
         let threshold = self.config.stage_thresholds[1];
-        let (mut kept, mut scores, mut regs) = (Vec::new(), Vec::new(), Vec::new());
-        for (k, &i) in index.iter().enumerate() {
-            if prob[2 * k + 1] > threshold {
-                kept.push(boxes[i]);
-                scores.push(prob[2 * k + 1]);
-                regs.push(&reg[4 * k..4 * k + 4]);
+        let scored = share(&mut self.workers, boxes, |w, part| {
+            let (data, index) = crops(sat, part, 24);
+            if index.is_empty() {
+                return Ok(Vec::new());
             }
-        }
+            let out = run(&mut w.rnet, &nets::RNET, [index.len(), 3, 24, 24], &data)?;
+            let (_, prob) = out.get("prob");
+            let (_, reg) = out.get("reg");
+            Ok(index
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| prob[2 * k + 1] > threshold)
+                .map(|(k, &i)| {
+                    (
+                        part[i],
+                        prob[2 * k + 1],
+                        [0, 1, 2, 3].map(|c| reg[4 * k + c]),
+                    )
+                })
+                .collect())
+        })?;
+        let kept: Vec<Corners> = scored.iter().map(|s| s.0).collect();
+        let scores: Vec<f32> = scored.iter().map(|s| s.1).collect();
         Ok(nms(&kept, &scores, 0.7, Overlap::Union)
             .into_iter()
-            .map(|i| square(regress(kept[i], regs[i])))
+            .map(|i| square(regress(kept[i], &scored[i].2)))
             .collect())
     }
 
@@ -324,32 +384,35 @@ impl Mtcnn {
         sat: &IntegralImage,
         boxes: &[Corners],
     ) -> Result<Vec<Face>, MtcnnError> {
-        let (data, index) = crops(sat, boxes, 48);
-        if index.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = run(&mut self.onet, &nets::ONET, [index.len(), 3, 48, 48], &data)?;
-        let (_, prob) = out.get("prob");
-        let (_, reg) = out.get("reg");
-        let (_, lm) = out.get("landmarks");
         let threshold = self.config.stage_thresholds[2];
-        let mut faces = Vec::new();
-        for (k, &i) in index.iter().enumerate() {
-            let score = prob[2 * k + 1];
-            if score <= threshold {
-                continue;
+        let faces = share(&mut self.workers, boxes, |w, part| {
+            let (data, index) = crops(sat, part, 48);
+            if index.is_empty() {
+                return Ok(Vec::new());
             }
-            let b = boxes[i];
-            let (bw, bh) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
-            let p = &lm[10 * k..10 * k + 10];
-            let landmarks =
-                std::array::from_fn(|j| [bw * p[j] + b[0] - 1.0, bh * p[5 + j] + b[1] - 1.0]);
-            faces.push(Face {
-                bbox: regress(b, &reg[4 * k..4 * k + 4]),
-                confidence: score,
-                landmarks,
-            });
-        }
+            let out = run(&mut w.onet, &nets::ONET, [index.len(), 3, 48, 48], &data)?;
+            let (_, prob) = out.get("prob");
+            let (_, reg) = out.get("reg");
+            let (_, lm) = out.get("landmarks");
+            let mut faces = Vec::new();
+            for (k, &i) in index.iter().enumerate() {
+                let score = prob[2 * k + 1];
+                if score <= threshold {
+                    continue;
+                }
+                let b = part[i];
+                let (bw, bh) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
+                let p = &lm[10 * k..10 * k + 10];
+                let landmarks =
+                    std::array::from_fn(|j| [bw * p[j] + b[0] - 1.0, bh * p[5 + j] + b[1] - 1.0]);
+                faces.push(Face {
+                    bbox: regress(b, &reg[4 * k..4 * k + 4]),
+                    confidence: score,
+                    landmarks,
+                });
+            }
+            Ok(faces)
+        })?;
         let corners: Vec<Corners> = faces.iter().map(|f| f.bbox).collect();
         let scores: Vec<f32> = faces.iter().map(|f| f.confidence).collect();
         Ok(nms(&corners, &scores, 0.7, Overlap::Min)
@@ -357,4 +420,53 @@ impl Mtcnn {
             .map(|i| faces[i])
             .collect())
     }
+}
+
+/// P-Net on the given pyramid levels, one after another: each level's candidates after
+/// its own NMS (0.5), as the reference keeps them.
+fn pnet_levels(
+    w: &mut Worker,
+    sat: &IntegralImage,
+    scales: &[f64],
+    threshold: f32,
+) -> Result<Vec<Level>, MtcnnError> {
+    let (width, height) = (sat.width(), sat.height());
+    let mut buf = Vec::new();
+    let mut levels = Vec::with_capacity(scales.len());
+    for &scale in scales {
+        let hs = (height as f64 * scale + 1.0) as usize;
+        let ws = (width as f64 * scale + 1.0) as usize;
+        buf.resize(3 * hs * ws, 0.0);
+        sat.resample_into([0, 0, width, height], ws, hs, &mut buf);
+        let out = run(&mut w.pnet, &nets::PNET, [1, 3, hs, ws], &buf)?;
+        let (shape, prob) = out.get("prob");
+        let (_, reg) = out.get("reg");
+        let (oh, ow) = (shape[2], shape[3]);
+        let plane = oh * ow;
+        let s = scale as f32;
+        let (mut b, mut sc, mut rg) = (Vec::new(), Vec::new(), Vec::new());
+        for y in 0..oh {
+            for x in 0..ow {
+                let p = prob[plane + y * ow + x];
+                if p >= threshold {
+                    let (fx, fy) = (x as f32, y as f32);
+                    b.push([
+                        ((2.0 * fx + 1.0) / s).floor(),
+                        ((2.0 * fy + 1.0) / s).floor(),
+                        ((2.0 * fx + 12.0) / s).floor(),
+                        ((2.0 * fy + 12.0) / s).floor(),
+                    ]);
+                    sc.push(p);
+                    rg.push([0, 1, 2, 3].map(|c| reg[c * plane + y * ow + x]));
+                }
+            }
+        }
+        let keep = nms(&b, &sc, 0.5, Overlap::Union);
+        levels.push((
+            keep.iter().map(|&i| b[i]).collect(),
+            keep.iter().map(|&i| sc[i]).collect(),
+            keep.iter().map(|&i| rg[i]).collect(),
+        ));
+    }
+    Ok(levels)
 }

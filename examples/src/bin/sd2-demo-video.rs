@@ -1,0 +1,145 @@
+//! Makes the demo video from the sample faces: 8 seconds of 1280×720 at 25 fps, VP8 in
+//! WebM. The astronaut (scikit-image) drifts and zooms across the frame for four seconds,
+//! then the six-face photo (insightface) slowly zooms for four more.
+//!
+//!     sd2-demo-video OUTPUT.webm [SAMPLES_DIR]
+//!
+//! Frames are composed here and encoded by GStreamer: `appsrc ! videoconvert ! vp8enc ! webmmux ! filesink`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use gst::prelude::*;
+use sd2_models::image::RgbImage;
+
+const WIDTH: usize = 1280;
+const HEIGHT: usize = 720;
+const FPS: usize = 25;
+const SEGMENT: usize = 4 * FPS;
+
+/// Draws `src` scaled by `scale` with its top-left corner at `(x0, y0)` on a dark grey
+/// frame, sampling bilinearly.
+fn compose(src: &RgbImage, scale: f32, x0: f32, y0: f32) -> Vec<u8> {
+    let mut out = vec![24u8; WIDTH * HEIGHT * 3];
+    let (sw, sh) = (src.width as f32, src.height as f32);
+    for y in 0..HEIGHT {
+        let sy = (y as f32 + 0.5 - y0) / scale - 0.5;
+        if sy < -0.5 || sy > sh - 0.5 {
+            continue;
+        }
+        let sy = sy.clamp(0.0, sh - 1.0);
+        let (y1, fy) = (sy.floor() as usize, sy.fract());
+        let y2 = (y1 + 1).min(src.height - 1);
+        for x in 0..WIDTH {
+            let sx = (x as f32 + 0.5 - x0) / scale - 0.5;
+            if sx < -0.5 || sx > sw - 0.5 {
+                continue;
+            }
+            let sx = sx.clamp(0.0, sw - 1.0);
+            let (x1, fx) = (sx.floor() as usize, sx.fract());
+            let x2 = (x1 + 1).min(src.width - 1);
+            for c in 0..3 {
+                let p = |xx: usize, yy: usize| src.data[(yy * src.width + xx) * 3 + c] as f32;
+                let top = p(x1, y1) * (1.0 - fx) + p(x2, y1) * fx;
+                let bottom = p(x1, y2) * (1.0 - fx) + p(x2, y2) * fx;
+                out[(y * WIDTH + x) * 3 + c] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            }
+        }
+    }
+    out
+}
+
+/// Frame `i` of the demo.
+fn frame(i: usize, astronaut: &RgbImage, group: &RgbImage) -> Vec<u8> {
+    if i < SEGMENT {
+        let t = i as f32 / (SEGMENT - 1) as f32;
+        let scale = (600.0 / astronaut.height as f32) * (1.0 + 0.2 * t);
+        let size = astronaut.width as f32 * scale;
+        let x0 = 40.0 + t * (WIDTH as f32 - size - 80.0);
+        let y0 = (HEIGHT as f32 - astronaut.height as f32 * scale) / 2.0;
+        compose(astronaut, scale, x0, y0)
+    } else {
+        let t = (i - SEGMENT) as f32 / (SEGMENT - 1) as f32;
+        let fit = (WIDTH as f32 / group.width as f32).min(HEIGHT as f32 / group.height as f32);
+        let scale = fit * (1.0 + 0.1 * t);
+        let x0 = (WIDTH as f32 - group.width as f32 * scale) / 2.0;
+        let y0 = (HEIGHT as f32 - group.height as f32 * scale) / 2.0;
+        compose(group, scale, x0, y0)
+    }
+}
+
+fn encode(out: &Path, astronaut: &RgbImage, group: &RgbImage) -> Result<()> {
+    gst::init()?;
+    let tmp = out.with_extension("webm.part");
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src format=time ! videoconvert ! vp8enc deadline=1 target-bitrate=3000000 keyframe-max-dist=50 ! webmmux ! filesink location=\"{}\"",
+        tmp.display()
+    ))?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| anyhow::anyhow!("not a pipeline"))?;
+    let src = pipeline
+        .by_name("src")
+        .context("appsrc")?
+        .downcast::<gst_app::AppSrc>()
+        .map_err(|_| anyhow::anyhow!("not an appsrc"))?;
+    let info =
+        gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, WIDTH as u32, HEIGHT as u32)
+            .fps(gst::Fraction::new(FPS as i32, 1))
+            .build()?;
+    src.set_caps(Some(&info.to_caps()?));
+    pipeline.set_state(gst::State::Playing)?;
+    let stride = info.stride()[0] as usize;
+    for i in 0..2 * SEGMENT {
+        let rgb = frame(i, astronaut, group);
+        let mut buffer = gst::Buffer::with_size(info.size())?;
+        {
+            let b = buffer.get_mut().expect("new buffer");
+            b.set_pts(gst::ClockTime::from_nseconds(
+                (i as u64) * 1_000_000_000 / FPS as u64,
+            ));
+            b.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / FPS as u64));
+            let mut map = b.map_writable()?;
+            for (row, chunk) in rgb.chunks_exact(WIDTH * 3).enumerate() {
+                map[row * stride..row * stride + WIDTH * 3].copy_from_slice(chunk);
+            }
+        }
+        src.push_buffer(buffer)?;
+    }
+    src.end_of_stream()?;
+    let bus = pipeline.bus().context("bus")?;
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            gst::MessageView::Eos(..) => break,
+            gst::MessageView::Error(e) => {
+                pipeline.set_state(gst::State::Null)?;
+                bail!("encoding failed: {} ({:?})", e.error(), e.debug());
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null)?;
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (out, samples) = match args.as_slice() {
+        [out] => (PathBuf::from(out), sd2_models::paths::samples_dir()),
+        [out, samples] => (PathBuf::from(out), PathBuf::from(samples)),
+        _ => bail!("usage: sd2-demo-video OUTPUT.webm [SAMPLES_DIR]"),
+    };
+    let astronaut = RgbImage::open(&samples.join("astronaut.png"))?;
+    let group = RgbImage::open(&samples.join("t1.jpg"))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    encode(&out, &astronaut, &group)?;
+    println!(
+        "wrote {} ({} frames of {WIDTH}x{HEIGHT} at {FPS} fps)",
+        out.display(),
+        2 * SEGMENT
+    );
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! The `device` property shared by the elements that run models.
+
+use gst::glib;
+use sd2_models::runtime::Device;
+
+/// Where an element runs its model.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstSd2Device")]
+pub enum DeviceKind {
+    #[default]
+    #[enum_value(name = "CPU: ONNX Runtime's CPU execution provider", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(
+        name = "CUDA: ONNX Runtime's CUDA execution provider; the element fails to start if CUDA cannot be used",
+        nick = "cuda"
+    )]
+    Cuda = 1,
+    #[enum_value(
+        name = "Auto: CUDA when it can be used, else the CPU (the choice is logged and posted)",
+        nick = "auto"
+    )]
+    Auto = 2,
+}
+
+impl From<DeviceKind> for Device {
+    fn from(d: DeviceKind) -> Device {
+        match d {
+            DeviceKind::Cpu => Device::Cpu,
+            DeviceKind::Cuda => Device::Cuda,
+            DeviceKind::Auto => Device::Auto,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The metadata on buffers: one `GstVideoRegionOfInterestMeta` of type `face` per face,
+//! carrying params in the shape other GStreamer analytics tools read (a `detection`
+//! structure with a normalised box and `confidence`, `label`, `label_id`).
+//!
+//! `detection` fields: `x_min`, `y_min`, `x_max`, `y_max` (doubles in [0, 1] of the frame),
+//! `confidence` (double), `label` (`"face"`), `label_id` (int, 0), `landmarks` (array of ten
+//! doubles, x and y of both eyes, the nose and the mouth corners, normalised like the box)
+//! and `frames_ago` (uint: 0 on frames the detector ran on, else how many frames ago it did).
+
+use gst_video::VideoRegionOfInterestMeta;
+use sd2_models::mtcnn::Face;
+
+/// The ROI type of faces.
+pub const FACE: &str = "face";
+/// The name of the detection param.
+pub const DETECTION: &str = "detection";
+
+/// The frame rectangle `(x, y, w, h)` in whole pixels covering `bbox`, clamped to the frame.
+pub fn pixel_rect(bbox: [f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {
+    let clamp = |v: f32, max: u32| v.clamp(0.0, max as f32);
+    let x1 = clamp(bbox[0], width).floor() as u32;
+    let y1 = clamp(bbox[1], height).floor() as u32;
+    let x2 = clamp(bbox[2], width).ceil() as u32;
+    let y2 = clamp(bbox[3], height).ceil() as u32;
+    (x1, y1, x2.saturating_sub(x1), y2.saturating_sub(y1))
+}
+
+/// The `detection` param of a face in a `width × height` frame.
+pub fn detection_param(face: &Face, width: u32, height: u32, frames_ago: u32) -> gst::Structure {
+    let (w, h) = (width.max(1) as f64, height.max(1) as f64);
+    let landmarks = gst::Array::new(
+        face.landmarks
+            .iter()
+            .flat_map(|p| [p[0] as f64 / w, p[1] as f64 / h]),
+    );
+    gst::Structure::builder(DETECTION)
+        .field("x_min", (face.bbox[0] as f64 / w).clamp(0.0, 1.0))
+        .field("y_min", (face.bbox[1] as f64 / h).clamp(0.0, 1.0))
+        .field("x_max", (face.bbox[2] as f64 / w).clamp(0.0, 1.0))
+        .field("y_max", (face.bbox[3] as f64 / h).clamp(0.0, 1.0))
+        .field("confidence", face.confidence as f64)
+        .field("label", FACE)
+        .field("label_id", 0i32)
+        .field("landmarks", landmarks)
+        .field("frames_ago", frames_ago)
+        .build()
+}
+
+/// Attaches a face to `buffer` with id `id`.
+pub fn attach_face(
+    buffer: &mut gst::BufferRef,
+    face: &Face,
+    id: i32,
+    width: u32,
+    height: u32,
+    frames_ago: u32,
+) {
+    let rect = pixel_rect(face.bbox, width, height);
+    let mut meta = VideoRegionOfInterestMeta::add(buffer, FACE, rect);
+    meta.set_id(id);
+    meta.add_param(detection_param(face, width, height, frames_ago));
+}
+
+/// The faces on a buffer, in the order they were attached.
+pub fn faces(
+    buffer: &gst::BufferRef,
+) -> impl Iterator<Item = gst::MetaRef<'_, VideoRegionOfInterestMeta>> {
+    buffer
+        .iter_meta::<VideoRegionOfInterestMeta>()
+        .filter(|m| m.roi_type() == FACE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rectangles_cover_the_box_inside_the_frame() {
+        assert_eq!(
+            pixel_rect([10.2, 20.7, 30.1, 40.0], 100, 100),
+            (10, 20, 21, 20)
+        );
+        assert_eq!(
+            pixel_rect([-5.0, -5.0, 10.0, 10.0], 100, 100),
+            (0, 0, 10, 10)
+        );
+        assert_eq!(
+            pixel_rect([90.0, 95.0, 120.0, 130.0], 100, 100),
+            (90, 95, 10, 5)
+        );
+        assert_eq!(
+            pixel_rect([150.0, 150.0, 160.0, 160.0], 100, 100),
+            (100, 100, 0, 0)
+        );
+    }
+}
