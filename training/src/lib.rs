@@ -1,0 +1,3 @@
+//! `sd2-train`: SD² (paper §4) in burn.
+
+pub mod tokenizer;
