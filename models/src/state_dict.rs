@@ -89,6 +89,50 @@ fn to_f32(bytes: &[u8], dtype: DType) -> Option<Vec<f32>> {
     })
 }
 
+/// The tensors of a safetensors file held in memory.
+fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, String> {
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+        .ok_or("shorter than a safetensors header")?;
+    let header = bytes
+        .get(8..8 + n)
+        .ok_or("header runs past the end of the file")?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
+    let data = &bytes[8 + n..];
+    let mut tensors = BTreeMap::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = match info["dtype"].as_str() {
+            Some("F32") => DType::F32,
+            Some("F16") => DType::F16,
+            Some("BF16") => DType::BF16,
+            Some("F64") => DType::F64,
+            Some(_) => continue,
+            None => return Err(format!("tensor `{name}` has no dtype")),
+        };
+        let shape: Vec<usize> = serde_json::from_value(info["shape"].clone())
+            .map_err(|e| format!("tensor `{name}`: shape: {e}"))?;
+        let [start, end]: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())
+            .map_err(|e| format!("tensor `{name}`: data_offsets: {e}"))?;
+        let raw = data
+            .get(start..end)
+            .ok_or_else(|| format!("tensor `{name}` runs past the end of the file"))?;
+        if raw.len() != shape.iter().product::<usize>() * dtype.size() {
+            return Err(format!(
+                "tensor `{name}`: {} bytes do not hold shape {shape:?}",
+                raw.len()
+            ));
+        }
+        let values = to_f32(raw, dtype).expect("floating-point dtype");
+        tensors.insert(name, HostTensor::new(shape, values));
+    }
+    Ok(tensors)
+}
+
 impl StateDict {
     /// Reads every floating-point tensor of a PyTorch checkpoint (`torch.save(state_dict)`).
     pub fn load_pytorch(path: &Path) -> Result<Self, StateDictError> {
@@ -116,6 +160,47 @@ impl StateDict {
             path: path.to_owned(),
             tensors,
         })
+    }
+
+    /// Reads every floating-point tensor of a safetensors file (F32, F16, BF16, F64).
+    pub fn load_safetensors(path: &Path) -> Result<Self, StateDictError> {
+        let read_err = |reason: String| StateDictError::Read {
+            path: path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+        let tensors = parse_safetensors(&bytes).map_err(read_err)?;
+        Ok(StateDict {
+            path: path.to_owned(),
+            tensors,
+        })
+    }
+
+    /// Writes the tensors as an F32 safetensors file, atomically.
+    pub fn save_safetensors(&self, path: &Path) -> std::io::Result<()> {
+        let mut header = serde_json::Map::new();
+        let mut offset = 0usize;
+        for (name, t) in &self.tensors {
+            let end = offset + 4 * t.data.len();
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "F32", "shape": t.shape, "data_offsets": [offset, end]}),
+            );
+            offset = end;
+        }
+        let mut head = serde_json::Value::Object(header).to_string().into_bytes();
+        while head.len() % 8 != 0 {
+            head.push(b' ');
+        }
+        let mut out = Vec::with_capacity(8 + head.len() + offset);
+        out.extend_from_slice(&(head.len() as u64).to_le_bytes());
+        out.extend_from_slice(&head);
+        for t in self.tensors.values() {
+            for v in &t.data {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        crate::atomic_write::write_atomic(path, &out)
     }
 
     /// Checks that every expected tensor is present with its shape; the error lists up to
@@ -164,5 +249,39 @@ impl StateDict {
                 self.path.display()
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip() {
+        let dir = std::env::temp_dir().join(format!("sd2-st-{}", std::process::id()));
+        let path = dir.join("t.safetensors");
+        let mut sd = StateDict::default();
+        sd.tensors.insert(
+            "a.weight".into(),
+            HostTensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+        );
+        sd.tensors
+            .insert("b".into(), HostTensor::new(vec![], vec![4.5]));
+        sd.save_safetensors(&path).unwrap();
+        let back = StateDict::load_safetensors(&path).unwrap();
+        assert_eq!(back.tensors, sd.tensors);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_safetensors_file_is_refused() {
+        assert!(parse_safetensors(&[1, 0, 0]).is_err());
+        let mut bytes = 200u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(b"{}");
+        assert!(
+            parse_safetensors(&bytes)
+                .unwrap_err()
+                .contains("past the end")
+        );
     }
 }

@@ -1,0 +1,367 @@
+//! Pretrained CLIP weights from a path the user gives.
+//!
+//! Two layouts are read:
+//! - Hugging Face (`openai/clip-vit-large-patch14`): a directory with `config.json` and
+//!   `model.safetensors` or `pytorch_model.bin`, or one of those files;
+//! - OpenAI / open_clip state dicts (`visual.conv1.weight`, fused
+//!   `attn.in_proj_weight`, `[width, projection]` projections), as `.pt`/`.bin`/`.safetensors`,
+//!   converted here to Hugging Face names.
+//!
+//! Weights are assigned by name; every tensor the model needs must be present with its
+//! shape, or loading fails listing the first problems.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use burn::module::{ModuleMapper, Param};
+use burn::prelude::*;
+use sd2_models::state_dict::{HostTensor, StateDict};
+
+use super::ClipModel;
+use super::config::ClipConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path} does not fit this CLIP model: {}", .problems.join("; "))]
+    Mismatch {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// A checkpoint's tensors under Hugging Face names, and its config when it has one.
+pub struct Checkpoint {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub config: Option<ClipConfig>,
+}
+
+fn read_err(path: &Path, reason: impl Into<String>) -> LoadError {
+    LoadError::Read {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Checkpoint {
+    /// Reads a checkpoint file or Hugging Face directory.
+    pub fn read(path: &Path) -> Result<Self, LoadError> {
+        let (file, config_json) = if path.is_dir() {
+            let file = ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors"]
+                .iter()
+                .map(|f| path.join(f))
+                .find(|p| p.exists())
+                .ok_or_else(|| read_err(path, "no model.safetensors, pytorch_model.bin or open_clip_pytorch_model.bin in this directory"))?;
+            (file, Some(path.join("config.json")).filter(|p| p.exists()))
+        } else if path.exists() {
+            (path.to_owned(), None)
+        } else {
+            return Err(read_err(path, "no such file or directory"));
+        };
+        let sd = if file.extension().is_some_and(|e| e == "safetensors") {
+            StateDict::load_safetensors(&file)
+        } else {
+            StateDict::load_pytorch(&file)
+        }
+        .map_err(|e| read_err(&file, e.to_string()))?;
+        let config = match config_json {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, e.to_string()))?;
+                let json: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| read_err(&p, e.to_string()))?;
+                Some(ClipConfig::from_hf_json(&json).map_err(|e| read_err(&p, e))?)
+            }
+            None => None,
+        };
+        let tensors = to_hf_names(sd.tensors);
+        let config = config.or_else(|| infer_config(&tensors));
+        Ok(Checkpoint {
+            path: file,
+            tensors,
+            config,
+        })
+    }
+}
+
+/// Strips wrapper prefixes (`module.`, `model.`, `state_dict.`) and converts the OpenAI
+/// layout to Hugging Face names.
+fn to_hf_names(tensors: BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
+    let strip = |k: &str| -> String {
+        let mut k = k;
+        for p in ["state_dict.", "module.", "model.", "clip."] {
+            if let Some(rest) = k.strip_prefix(p) {
+                k = rest;
+            }
+        }
+        k.to_owned()
+    };
+    let tensors: BTreeMap<String, HostTensor> =
+        tensors.into_iter().map(|(k, v)| (strip(&k), v)).collect();
+    if !tensors.contains_key("visual.conv1.weight") {
+        return tensors;
+    }
+    let mut out = BTreeMap::new();
+    for (k, v) in tensors {
+        for (name, t) in openai_to_hf(&k, v) {
+            out.insert(name, t);
+        }
+    }
+    out
+}
+
+/// One OpenAI / open_clip tensor as Hugging Face tensors (none for buffers we do not use).
+fn openai_to_hf(key: &str, t: HostTensor) -> Vec<(String, HostTensor)> {
+    let block = |rest: &str, tower: &str| -> Option<Vec<(String, HostTensor)>> {
+        let (i, rest) = rest.split_once('.')?;
+        let p = format!("{tower}.encoder.layers.{i}");
+        let one = |name: &str| Some(vec![(format!("{p}.{name}"), t.clone())]);
+        match rest {
+            "attn.in_proj_weight" | "attn.in_proj_bias" => {
+                let suffix = if rest.ends_with("weight") {
+                    "weight"
+                } else {
+                    "bias"
+                };
+                let third = t.data.len() / 3;
+                let shape = if t.shape.len() == 2 {
+                    vec![t.shape[0] / 3, t.shape[1]]
+                } else {
+                    vec![t.shape[0] / 3]
+                };
+                Some(
+                    ["q_proj", "k_proj", "v_proj"]
+                        .iter()
+                        .enumerate()
+                        .map(|(j, proj)| {
+                            let data = t.data[j * third..(j + 1) * third].to_vec();
+                            (
+                                format!("{p}.self_attn.{proj}.{suffix}"),
+                                HostTensor::new(shape.clone(), data),
+                            )
+                        })
+                        .collect(),
+                )
+            }
+            "attn.out_proj.weight" => one("self_attn.out_proj.weight"),
+            "attn.out_proj.bias" => one("self_attn.out_proj.bias"),
+            "ln_1.weight" => one("layer_norm1.weight"),
+            "ln_1.bias" => one("layer_norm1.bias"),
+            "ln_2.weight" => one("layer_norm2.weight"),
+            "ln_2.bias" => one("layer_norm2.bias"),
+            "mlp.c_fc.weight" => one("mlp.fc1.weight"),
+            "mlp.c_fc.bias" => one("mlp.fc1.bias"),
+            "mlp.c_proj.weight" => one("mlp.fc2.weight"),
+            "mlp.c_proj.bias" => one("mlp.fc2.bias"),
+            _ => None,
+        }
+    };
+    if let Some(rest) = key.strip_prefix("visual.transformer.resblocks.") {
+        return block(rest, "vision_model").unwrap_or_default();
+    }
+    if let Some(rest) = key.strip_prefix("transformer.resblocks.") {
+        return block(rest, "text_model").unwrap_or_default();
+    }
+    let name = match key {
+        "visual.class_embedding" => "vision_model.embeddings.class_embedding",
+        "visual.positional_embedding" => "vision_model.embeddings.position_embedding.weight",
+        "visual.conv1.weight" => "vision_model.embeddings.patch_embedding.weight",
+        "visual.ln_pre.weight" => "vision_model.pre_layrnorm.weight",
+        "visual.ln_pre.bias" => "vision_model.pre_layrnorm.bias",
+        "visual.ln_post.weight" => "vision_model.post_layernorm.weight",
+        "visual.ln_post.bias" => "vision_model.post_layernorm.bias",
+        "visual.proj" => return vec![("visual_projection.weight".into(), t.transposed())],
+        "token_embedding.weight" => "text_model.embeddings.token_embedding.weight",
+        "positional_embedding" => "text_model.embeddings.position_embedding.weight",
+        "ln_final.weight" => "text_model.final_layer_norm.weight",
+        "ln_final.bias" => "text_model.final_layer_norm.bias",
+        "text_projection" => return vec![("text_projection.weight".into(), t.transposed())],
+        "logit_scale" => "logit_scale",
+        _ => return Vec::new(),
+    };
+    vec![(name.to_owned(), t)]
+}
+
+/// The towers' sizes read off the tensors' shapes (heads: width / 64, as OpenAI's models).
+fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
+    let shape = |k: &str| t.get(k).map(|t| t.shape.clone());
+    let count = |prefix: &str| {
+        (0..)
+            .take_while(|i| {
+                t.contains_key(&format!("{prefix}.encoder.layers.{i}.layer_norm1.weight"))
+            })
+            .count()
+    };
+    let conv = shape("vision_model.embeddings.patch_embedding.weight")?;
+    let vpos = shape("vision_model.embeddings.position_embedding.weight")?;
+    let tok = shape("text_model.embeddings.token_embedding.weight")?;
+    let tpos = shape("text_model.embeddings.position_embedding.weight")?;
+    let vfc = shape("vision_model.encoder.layers.0.mlp.fc1.weight")?;
+    let tfc = shape("text_model.encoder.layers.0.mlp.fc1.weight")?;
+    let proj = shape("visual_projection.weight")?;
+    let grid = ((vpos[0] - 1) as f64).sqrt().round() as usize;
+    let config = ClipConfig {
+        vision: super::VisionConfig {
+            hidden_size: conv[0],
+            intermediate_size: vfc[0],
+            num_hidden_layers: count("vision_model"),
+            num_attention_heads: (conv[0] / 64).max(1),
+            image_size: grid * conv[2],
+            patch_size: conv[2],
+        },
+        text: super::TextConfig {
+            hidden_size: tok[1],
+            intermediate_size: tfc[0],
+            num_hidden_layers: count("text_model"),
+            num_attention_heads: (tok[1] / 64).max(1),
+            vocab_size: tok[0],
+            max_position_embeddings: tpos[0],
+        },
+        projection_dim: proj[0],
+        layer_norm_eps: 1e-5,
+    };
+    config.validate().ok().map(|()| config)
+}
+
+/// The checkpoint name of a model parameter and whether its storage is transposed
+/// (burn's `Linear` keeps `[in, out]`, PyTorch `[out, in]`). `None` for parameters that
+/// are not CLIP's (LoRA factors).
+fn checkpoint_name(path: &str, rank: usize) -> Option<(String, bool)> {
+    if path.contains("lora_") {
+        return None;
+    }
+    let mut name = path.replace(".base.", ".");
+    if let Some(p) = name.strip_suffix(".gamma") {
+        name = format!("{p}.weight");
+    } else if let Some(p) = name.strip_suffix(".beta") {
+        name = format!("{p}.bias");
+    }
+    let linear_weight = rank == 2 && name.ends_with(".weight") && !name.contains("embedding");
+    Some((name, linear_weight))
+}
+
+struct Assign<'a> {
+    stack: Vec<String>,
+    tensors: &'a BTreeMap<String, HostTensor>,
+    used: HashSet<String>,
+    problems: Vec<String>,
+}
+
+impl ModuleMapper for Assign<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.stack.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.stack.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let path = self.stack.join(".");
+        let Some((name, transposed)) = checkpoint_name(&path, D) else {
+            return param;
+        };
+        let want: Vec<usize> = param.lazy_shape().to_vec();
+        let torch_shape: Vec<usize> = if transposed {
+            want.iter().rev().copied().collect()
+        } else {
+            want.clone()
+        };
+        let Some(t) = self.tensors.get(&name) else {
+            self.problems.push(format!(
+                "`{name}` is missing (expected shape {torch_shape:?})"
+            ));
+            return param;
+        };
+        if t.shape != torch_shape {
+            self.problems.push(format!(
+                "`{name}` has shape {:?}, expected {torch_shape:?}",
+                t.shape
+            ));
+            return param;
+        }
+        self.used.insert(name);
+        let data = if transposed {
+            t.transposed().data
+        } else {
+            t.data.clone()
+        };
+        let device = param.lazy_device();
+        param.map(|_| Tensor::from_data(TensorData::new(data, want), &device))
+    }
+}
+
+impl ClipModel {
+    /// Assigns the checkpoint's tensors to the model's CLIP parameters (not LoRA).
+    pub fn load_checkpoint(self, ckpt: &Checkpoint) -> Result<Self, LoadError> {
+        let mut assign = Assign {
+            stack: Vec::new(),
+            tensors: &ckpt.tensors,
+            used: HashSet::new(),
+            problems: Vec::new(),
+        };
+        let model = self.map(&mut assign);
+        let mut problems = assign.problems;
+        if problems.is_empty() {
+            return Ok(model);
+        }
+        if problems.len() > 8 {
+            let more = problems.len() - 8;
+            problems.truncate(8);
+            problems.push(format!("and {more} more"));
+        }
+        Err(LoadError::Mismatch {
+            path: ckpt.path.clone(),
+            problems,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_paths_map_to_hugging_face_names() {
+        assert_eq!(
+            checkpoint_name(
+                "vision_model.encoder.layers.3.self_attn.q_proj.base.weight",
+                2
+            ),
+            Some((
+                "vision_model.encoder.layers.3.self_attn.q_proj.weight".into(),
+                true
+            ))
+        );
+        assert_eq!(
+            checkpoint_name("text_model.final_layer_norm.gamma", 1),
+            Some(("text_model.final_layer_norm.weight".into(), false))
+        );
+        assert_eq!(
+            checkpoint_name("text_model.embeddings.token_embedding.weight", 2),
+            Some(("text_model.embeddings.token_embedding.weight".into(), false))
+        );
+        assert_eq!(
+            checkpoint_name("vision_model.encoder.layers.0.self_attn.k_proj.lora_a", 2),
+            None
+        );
+    }
+
+    #[test]
+    fn fused_openai_attention_is_split_into_three_projections() {
+        let t = HostTensor::new(vec![6, 2], (0..12).map(|v| v as f32).collect());
+        let out = openai_to_hf("visual.transformer.resblocks.1.attn.in_proj_weight", t);
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            out[1].0,
+            "vision_model.encoder.layers.1.self_attn.k_proj.weight"
+        );
+        assert_eq!(out[1].1, HostTensor::new(vec![2, 2], vec![4., 5., 6., 7.]));
+        let proj = openai_to_hf(
+            "text_projection",
+            HostTensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
+        );
+        assert_eq!(proj[0].1.shape, vec![3, 2]);
+    }
+}
