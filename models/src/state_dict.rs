@@ -189,7 +189,7 @@ impl StateDict {
             offset = end;
         }
         let mut head = serde_json::Value::Object(header).to_string().into_bytes();
-        while head.len() % 8 != 0 {
+        while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + head.len() + offset);
