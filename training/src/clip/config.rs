@@ -178,19 +178,19 @@ impl ClipConfig {
     pub fn validate(&self) -> Result<(), String> {
         let v = &self.vision;
         let t = &self.text;
-        if v.patch_size == 0 || v.image_size % v.patch_size != 0 {
+        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
             return Err(format!(
                 "image size {} is not a multiple of the patch size {}",
                 v.image_size, v.patch_size
             ));
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if v.num_attention_heads == 0 || !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return Err(format!(
                 "vision width {} is not divisible by {} heads",
                 v.hidden_size, v.num_attention_heads
             ));
         }
-        if t.hidden_size % t.num_attention_heads != 0 {
+        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(
                 "text width {} is not divisible by {} heads",
                 t.hidden_size, t.num_attention_heads
