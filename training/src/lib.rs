@@ -1,5 +1,13 @@
 //! `sd2-train`: SD² (paper §4) in burn.
 
+pub mod clam;
 pub mod clip;
+pub mod data;
+pub mod eval;
+pub mod labels;
 pub mod lora;
+pub mod loss;
+pub mod metrics;
+pub mod model;
 pub mod tokenizer;
+pub mod train;

@@ -1,0 +1,354 @@
+//! `sd2-train`: make a training set, train SD², evaluate it.
+//!
+//!     sd2-train make-demo-set --out data/demo
+//!     sd2-train fit --manifest data/demo/manifest.jsonl --out runs/demo --preset tiny
+//!     sd2-train fit --out runs/demo --resume
+//!     sd2-train eval --checkpoint runs/demo/checkpoints/step-00000300 --manifest data/demo/manifest.jsonl
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use sd2_models::crop::CropRecipe;
+use sd2_models::paths;
+use sd2_train::clip::ClipConfig;
+use sd2_train::clip::load::Checkpoint;
+use sd2_train::data::augment::AugmentConfig;
+use sd2_train::data::manifest::{Manifest, Split};
+use sd2_train::data::synthetic;
+use sd2_train::eval;
+use sd2_train::labels::TextLabels;
+use sd2_train::lora::LoraConfig;
+use sd2_train::loss::LossConfig;
+use sd2_train::model::Sd2Config;
+use sd2_train::tokenizer::ClipTokenizer;
+use sd2_train::train::{self, RunConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "sd2-train",
+    version,
+    about = "Train, evaluate and export SD² deepfake detectors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a small labelled set of face crops from the sample faces (real, and
+    /// manipulations of each type made by our code): images and a manifest.
+    MakeDemoSet(DemoSet),
+    /// Train SD² on a manifest.
+    Fit(Box<Fit>),
+    /// Evaluate a checkpoint on a manifest split: AUC, ACC, EER, AP, frame- and video-level.
+    Eval(Eval),
+}
+
+#[derive(Args)]
+struct DemoSet {
+    /// Output folder (images/ and manifest.jsonl).
+    #[arg(long)]
+    out: PathBuf,
+    /// Crops of each type.
+    #[arg(long, default_value_t = 160)]
+    per_type: usize,
+    /// Side of the crops in pixels.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct Fit {
+    /// Training manifest (JSON lines; see training/MANIFEST.md).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Folder the manifest's relative image paths start from (default: the manifest's folder).
+    #[arg(long)]
+    image_root: Option<PathBuf>,
+    /// Run folder: checkpoints/, metrics.jsonl.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue from the newest checkpoint in --out (its settings win).
+    #[arg(long)]
+    resume: bool,
+    /// Pretrained CLIP: a Hugging Face folder (config.json + model.safetensors) or a
+    /// safetensors / PyTorch file in the Hugging Face or OpenAI layout.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// Architecture when --clip has no config.json: tiny, vit-b-16, vit-l-14.
+    #[arg(long, default_value = "vit-l-14")]
+    preset: String,
+    /// CLIP BPE vocabulary.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
+    /// Text labels per type (JSON; default: the paper's, Tables 11–15).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Sample from the first N labels of each type only (default: all of them). Use 1 when
+    /// training from random weights, whose text tower does not know that the labels of a
+    /// type mean the same.
+    #[arg(long)]
+    labels_per_type: Option<usize>,
+    #[arg(long, default_value_t = 5e-7)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    warmup_steps: usize,
+    /// Images per forward pass and device.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Forward passes per optimizer step (paper: batch 32 × 32 = 1,024).
+    #[arg(long, default_value_t = 32)]
+    accumulation: usize,
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    #[arg(long, default_value_t = 2)]
+    keep_checkpoints: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image decoding threads (default: the cores).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Devices, comma-separated: flex (CPU), cuda:0, cuda:1, ... Several train data-parallel.
+    #[arg(long, default_value = "flex", value_delimiter = ',')]
+    devices: Vec<String>,
+    #[arg(long, default_value_t = 8)]
+    lora_rank: usize,
+    #[arg(long, default_value_t = 32.0)]
+    lora_alpha: f64,
+    #[arg(long, default_value_t = 0.1)]
+    lora_dropout: f64,
+    /// Train without CLAM and the adapter (Table 5, first row).
+    #[arg(long)]
+    no_clam: bool,
+    /// α of Eq. 6.
+    #[arg(long, default_value_t = 2.0)]
+    alpha: f64,
+    #[arg(long)]
+    no_classification: bool,
+    #[arg(long)]
+    no_separation: bool,
+    #[arg(long)]
+    no_face_contrastive: bool,
+    #[arg(long)]
+    no_environment_contrastive: bool,
+    #[arg(long)]
+    no_augment: bool,
+    /// Face crop side as a multiple of the box's longer side.
+    #[arg(long, default_value_t = 1.3)]
+    crop_scale: f32,
+}
+
+#[derive(Args)]
+struct Eval {
+    /// A checkpoint folder (checkpoints/step-…) or a run folder (its newest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[arg(long)]
+    manifest: PathBuf,
+    #[arg(long)]
+    image_root: Option<PathBuf>,
+    #[arg(long, default_value = "test")]
+    split: String,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn default_vocab() -> PathBuf {
+    paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz")
+}
+
+fn run_config(f: &Fit) -> Result<RunConfig> {
+    let manifest = f
+        .manifest
+        .clone()
+        .context("--manifest is needed to start a run")?;
+    let clip = match &f.clip {
+        Some(p) => match Checkpoint::read(p)?.config {
+            Some(c) => c,
+            None => ClipConfig::preset(&f.preset)
+                .with_context(|| format!("unknown preset {}", f.preset))?,
+        },
+        None => {
+            ClipConfig::preset(&f.preset).with_context(|| format!("unknown preset {}", f.preset))?
+        }
+    };
+    let mut model = Sd2Config::new(clip.clone());
+    model.lora = LoraConfig {
+        rank: f.lora_rank,
+        alpha: f.lora_alpha,
+        dropout: f.lora_dropout,
+    };
+    model.clam = !f.no_clam;
+    Ok(RunConfig {
+        manifest,
+        image_root: f.image_root.clone(),
+        clip_checkpoint: f.clip.clone(),
+        vocab: f.vocab.clone().unwrap_or_else(default_vocab),
+        labels: f.labels.clone(),
+        labels_per_type: f.labels_per_type,
+        model,
+        loss: LossConfig {
+            alpha: f.alpha,
+            classification: !f.no_classification,
+            separation: !f.no_separation,
+            face_contrastive: !f.no_face_contrastive,
+            environment_contrastive: !f.no_environment_contrastive,
+        },
+        augment: if f.no_augment {
+            AugmentConfig::none()
+        } else {
+            AugmentConfig::default()
+        },
+        crop: CropRecipe {
+            input_size: clip.vision.image_size,
+            scale: f.crop_scale,
+            ..CropRecipe::default()
+        },
+        learning_rate: f.lr,
+        weight_decay: f.weight_decay,
+        warmup_steps: f.warmup_steps,
+        micro_batch: f.batch,
+        accumulation: f.accumulation.max(1),
+        epochs: f.epochs,
+        max_steps: f.max_steps,
+        checkpoint_every: f.checkpoint_every,
+        keep_checkpoints: f.keep_checkpoints,
+        seed: f.seed,
+        workers: f.workers.unwrap_or_else(cores),
+        devices: f.devices.clone(),
+    })
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::MakeDemoSet(d) => {
+            let (photos, people) =
+                synthetic::sample_photos(&paths::samples_dir(), &paths::model_dir().join("mtcnn"))
+                    .map_err(anyhow::Error::msg)
+                    .context(
+                        "finding the faces in the sample photos (run scripts/setup.sh first)",
+                    )?;
+            let recipe = CropRecipe {
+                input_size: d.size,
+                ..CropRecipe::default()
+            };
+            let manifest =
+                synthetic::write_set(&d.out, &photos, &people, &recipe, d.per_type, d.seed)?;
+            println!(
+                "wrote {} ({} crops of {} people)",
+                manifest.display(),
+                5 * d.per_type,
+                people.len()
+            );
+        }
+        Command::Fit(f) => {
+            let resuming = f.resume && train::checkpoint::latest(&f.out).is_some();
+            let config = if resuming {
+                // The checkpoint's settings win; this one is not used.
+                None
+            } else {
+                Some(run_config(&f)?)
+            };
+            let config = match config {
+                Some(c) => c,
+                None => {
+                    train::checkpoint::read_state(
+                        &train::checkpoint::latest(&f.out).expect("checked"),
+                    )
+                    .map_err(anyhow::Error::msg)?
+                    .config
+                }
+            };
+            let s = train::fit(config, &f.out, f.resume)?;
+            println!(
+                "trained {} steps on {} images; loss {:.4} -> {:.4}; checkpoint {}{}",
+                s.steps,
+                s.images,
+                s.first_loss.unwrap_or(f64::NAN),
+                s.last_loss.unwrap_or(f64::NAN),
+                s.checkpoint.display(),
+                if s.skipped_rows > 0 {
+                    format!("; {} rows skipped", s.skipped_rows)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        Command::Eval(e) => {
+            let dir = if e.checkpoint.join("state.json").exists() {
+                e.checkpoint.clone()
+            } else {
+                train::checkpoint::latest(&e.checkpoint)
+                    .with_context(|| format!("{}: no checkpoint here", e.checkpoint.display()))?
+            };
+            let device = burn::prelude::Device::flex();
+            let (model, state) = eval::load_trained(&dir, &device)?;
+            let split: Split = e.split.parse().map_err(anyhow::Error::msg)?;
+            let manifest = Arc::new(Manifest::open(&e.manifest, e.image_root.as_deref())?);
+            let labels = match &state.config.labels {
+                Some(p) => TextLabels::from_file(p).map_err(anyhow::Error::msg)?,
+                None => TextLabels::default_labels(),
+            };
+            let tok = ClipTokenizer::from_vocab_file(&state.config.vocab)?;
+            let r = eval::evaluate(
+                &model,
+                &state,
+                manifest,
+                split,
+                &labels,
+                &tok,
+                e.batch,
+                e.workers.unwrap_or_else(cores),
+            )?;
+            let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2}", 100.0 * v));
+            println!(
+                "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "", "count", "AUC", "ACC", "EER", "AP"
+            );
+            let line = |name: &str, f: &eval::Figures| {
+                println!(
+                    "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    name,
+                    f.count,
+                    pct(f.auc),
+                    pct(Some(f.accuracy)),
+                    pct(f.eer),
+                    pct(f.average_precision)
+                )
+            };
+            line("frames", &r.frame);
+            line("videos", &r.video);
+            for (d, f) in &r.per_dataset {
+                line(d, f);
+            }
+            println!("type accuracy (5 classes): {:.2}%", 100.0 * r.type_accuracy);
+            if let Some(p) = e.json {
+                std::fs::write(&p, serde_json::to_string_pretty(&r)?)?;
+            }
+            if r.frame.count == 0 {
+                bail!("no faces could be evaluated");
+            }
+        }
+    }
+    Ok(())
+}

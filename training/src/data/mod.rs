@@ -1,0 +1,7 @@
+//! Training data: the manifest, imports into it, augmentation and the batch loader.
+
+pub mod augment;
+pub mod loader;
+pub mod manifest;
+pub mod rng;
+pub mod synthetic;

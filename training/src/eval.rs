@@ -1,0 +1,176 @@
+//! `sd2-train eval`: a trained model on a manifest split, as the paper evaluates (§5.1):
+//! logits against the simple label of each type; a face is fake when REAL is not the
+//! highest; its fake score (for AUC, EER, AP) is 1 − p(REAL). Frame-level, video-level
+//! (mean fake score of a group) and per-dataset figures.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use burn::prelude::*;
+use burn::tensor::activation;
+use sd2_models::taxonomy::DeepfakeType;
+use serde::Serialize;
+
+use crate::data::augment::AugmentConfig;
+use crate::data::loader::{BatchStream, LoaderConfig, Sample};
+use crate::data::manifest::{Manifest, Split};
+use crate::labels::TextLabels;
+use crate::metrics::{accuracy, auc, average_precision, eer};
+use crate::model::Sd2Model;
+use crate::tokenizer::ClipTokenizer;
+use crate::train::checkpoint::{self, RunState};
+use crate::train::step::{pixel_tensor, token_tensor};
+
+/// A trained model for inference (no autodiff, dropout off) and how it was trained.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(Sd2Model, RunState)> {
+    let state = checkpoint::read_state(dir).map_err(anyhow::Error::msg)?;
+    let model = Sd2Model::new(&state.config.model, device)
+        .try_load_file(dir.join("model.bpk"))
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("model.bpk").display()))?;
+    Ok((model.valid(), state))
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Figures {
+    pub count: usize,
+    pub auc: Option<f64>,
+    pub accuracy: f64,
+    pub eer: Option<f64>,
+    pub average_precision: Option<f64>,
+}
+
+fn figures(scores: &[f64], fake: &[bool], predicted_fake: &[bool]) -> Figures {
+    Figures {
+        count: scores.len(),
+        auc: auc(scores, fake),
+        accuracy: accuracy(predicted_fake, fake),
+        eer: eer(scores, fake),
+        average_precision: average_precision(scores, fake),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub frame: Figures,
+    pub video: Figures,
+    pub per_dataset: BTreeMap<String, Figures>,
+    /// Accuracy over the five types.
+    pub type_accuracy: f64,
+    /// Rows: true type; columns: predicted type.
+    pub confusion: [[usize; DeepfakeType::COUNT]; DeepfakeType::COUNT],
+    pub skipped_rows: usize,
+}
+
+/// Per-face outputs of the model on a batch: (probabilities, predicted type).
+pub fn classify(
+    model: &Sd2Model,
+    text: Tensor<2>,
+    samples: &[&Sample],
+    side: usize,
+) -> Vec<[f32; DeepfakeType::COUNT]> {
+    let device = model.logit_scale.val().device();
+    let f = model.image_features(pixel_tensor(samples, side, &device));
+    let probs = activation::softmax(model.logits(f, text), 1);
+    let v = probs
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32 probabilities");
+    v.chunks(DeepfakeType::COUNT)
+        .map(|c| c.try_into().expect("five types"))
+        .collect()
+}
+
+/// Evaluates `model` on the rows of `split`.
+pub fn evaluate(
+    model: &Sd2Model,
+    state: &RunState,
+    manifest: Arc<Manifest>,
+    split: Split,
+    labels: &TextLabels,
+    tok: &ClipTokenizer,
+    batch: usize,
+    workers: usize,
+) -> Result<EvalReport> {
+    let rows = manifest.split(split);
+    if rows.is_empty() {
+        bail!(
+            "{}: no rows in the {split:?} split",
+            manifest.path.display()
+        );
+    }
+    let device = model.logit_scale.val().device();
+    let text = model.text_features(token_tensor(tok, &labels.simple(), &device));
+    let loader = LoaderConfig {
+        batch_size: batch,
+        workers,
+        prefetch: 2 * workers.max(1),
+        augment: AugmentConfig::none(),
+        recipe: state.config.crop,
+        seed: 0,
+    };
+    let side = state.config.crop.input_size;
+    let (mut scores, mut fake, mut predicted, mut kinds, mut rows_seen) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut confusion = [[0usize; DeepfakeType::COUNT]; DeepfakeType::COUNT];
+    let mut skipped = 0;
+    for b in BatchStream::new(manifest.clone(), Arc::new(rows), 0, 0, loader) {
+        skipped += b.skipped.len();
+        for s in &b.skipped {
+            eprintln!("skipping {s}");
+        }
+        if b.samples.is_empty() {
+            continue;
+        }
+        let refs: Vec<&Sample> = b.samples.iter().collect();
+        for (s, p) in refs.iter().zip(classify(model, text.clone(), &refs, side)) {
+            let best = (0..DeepfakeType::COUNT)
+                .max_by(|&a, &c| p[a].total_cmp(&p[c]))
+                .unwrap_or(0);
+            scores.push(1.0 - p[0] as f64);
+            fake.push(s.kind.is_fake());
+            predicted.push(best != 0);
+            kinds.push(best == s.kind.index());
+            confusion[s.kind.index()][best] += 1;
+            rows_seen.push(s.row);
+        }
+    }
+    let frame = figures(&scores, &fake, &predicted);
+    // Video level: the mean fake score of each group.
+    let mut groups: BTreeMap<u32, (f64, usize, bool)> = BTreeMap::new();
+    for (i, &row) in rows_seen.iter().enumerate() {
+        let g = groups
+            .entry(manifest.entries[row].group)
+            .or_insert((0.0, 0, fake[i]));
+        g.0 += scores[i];
+        g.1 += 1;
+    }
+    let vs: Vec<f64> = groups.values().map(|g| g.0 / g.1 as f64).collect();
+    let vf: Vec<bool> = groups.values().map(|g| g.2).collect();
+    let vp: Vec<bool> = vs.iter().map(|&s| s > 0.5).collect();
+    let video = figures(&vs, &vf, &vp);
+    let mut per_dataset = BTreeMap::new();
+    for (d, name) in manifest.datasets.iter().enumerate() {
+        let idx: Vec<usize> = (0..rows_seen.len())
+            .filter(|&i| manifest.entries[rows_seen[i]].dataset as usize == d)
+            .collect();
+        if idx.is_empty() {
+            continue;
+        }
+        let pick = |v: &[f64]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        let pick_b = |v: &[bool]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
+        per_dataset.insert(
+            name.clone(),
+            figures(&pick(&scores), &pick_b(&fake), &pick_b(&predicted)),
+        );
+    }
+    Ok(EvalReport {
+        frame,
+        video,
+        per_dataset,
+        type_accuracy: kinds.iter().filter(|&&k| k).count() as f64 / kinds.len().max(1) as f64,
+        confusion,
+        skipped_rows: skipped,
+    })
+}

@@ -1,0 +1,105 @@
+//! Checkpoints: `checkpoints/step-NNNNNNNN/` holds the model (`model.bpk`), the optimizer
+//! (`optim.bpk`, AdamW moments keyed by the parameter ids the model file keeps) and
+//! `state.json` (where the run is and how it was configured). A checkpoint is written into
+//! a temporary folder and renamed into place, so a run killed while saving leaves the
+//! previous checkpoint as the latest complete one.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::RunConfig;
+
+/// Where a run stands.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// The epoch of the next batch.
+    pub epoch: usize,
+    /// The next micro-batch of that epoch.
+    pub batch: usize,
+    /// Images trained on so far.
+    pub images: u64,
+    pub config: RunConfig,
+}
+
+pub fn checkpoints_dir(out: &Path) -> PathBuf {
+    out.join("checkpoints")
+}
+
+fn step_dir(out: &Path, step: usize) -> PathBuf {
+    checkpoints_dir(out).join(format!("step-{step:08}"))
+}
+
+/// Writes a checkpoint; `write_files` saves the model and optimizer into the folder given.
+pub fn save(
+    out: &Path,
+    state: &RunState,
+    write_files: impl FnOnce(&Path) -> Result<(), String>,
+    keep: usize,
+) -> Result<PathBuf, String> {
+    let dir = checkpoints_dir(out);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let final_dir = step_dir(out, state.step);
+    let tmp = dir.join(format!(
+        ".tmp-step-{:08}-{}",
+        state.step,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    write_files(&tmp)?;
+    let json = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+    sd2_models::atomic_write::write_atomic(&tmp.join("state.json"), json.as_bytes())
+        .map_err(|e| e.to_string())?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+    if let Ok(f) = std::fs::File::open(&dir) {
+        let _ = f.sync_all();
+    }
+    prune(out, keep);
+    Ok(final_dir)
+}
+
+/// Complete checkpoints, oldest first.
+pub fn list(out: &Path) -> Vec<(usize, PathBuf)> {
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(checkpoints_dir(out))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.parse().ok()?;
+            e.path()
+                .join("state.json")
+                .exists()
+                .then(|| (step, e.path()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The newest complete checkpoint of the run in `out`.
+pub fn latest(out: &Path) -> Option<PathBuf> {
+    list(out).pop().map(|(_, p)| p)
+}
+
+fn prune(out: &Path, keep: usize) {
+    let all = list(out);
+    if all.len() > keep.max(1) {
+        for (_, p) in &all[..all.len() - keep.max(1)] {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// Reads a checkpoint's `state.json`.
+pub fn read_state(dir: &Path) -> Result<RunState, String> {
+    let p = dir.join("state.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}

@@ -1,0 +1,376 @@
+//! `sd2-train fit`: the training run (§5.1): AdamW over LoRA, CLAM, the adapter, τ and b,
+//! gradient accumulation to the effective batch, data-parallel devices, checkpoints every
+//! N steps and `--resume` from the last one with the same optimizer state and data position.
+
+pub mod checkpoint;
+pub mod config;
+pub mod devices;
+pub mod progress;
+pub mod step;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::module::ParamGroup;
+use burn::module::{ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+
+use crate::clip::load::Checkpoint;
+use crate::data::loader::{BatchStream, LoaderConfig, Sample, epoch_order};
+use crate::data::manifest::{Manifest, Split};
+use crate::data::rng::Rng;
+use crate::labels::TextLabels;
+use crate::model::Sd2Model;
+use crate::tokenizer::ClipTokenizer;
+use checkpoint::RunState;
+pub use config::RunConfig;
+use progress::{Progress, StepMetrics};
+use step::forward_backward;
+
+/// Touches every parameter once in a fixed order, so lazily initialised weights are drawn
+/// from the seeded generator in the same order on every run.
+struct Materialise;
+
+impl ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let _ = p.val();
+    }
+}
+
+/// Builds the model of `config` on `device`: seeded initial weights, the pretrained CLIP
+/// when one is given, CLIP frozen.
+pub fn build_model(config: &RunConfig, device: &Device) -> Result<Sd2Model> {
+    device.seed(config.seed);
+    let model = Sd2Model::new(&config.model, device);
+    model.visit(&mut Materialise);
+    let mut model = model;
+    if let Some(path) = &config.clip_checkpoint {
+        let ckpt = Checkpoint::read(path)?;
+        if let Some(c) = &ckpt.config
+            && c != &config.model.clip
+        {
+            bail!(
+                "{}: the checkpoint is a CLIP of other sizes ({c:?}) than the model asked for ({:?})",
+                path.display(),
+                config.model.clip
+            );
+        }
+        model.clip = model.clip.load_checkpoint(&ckpt)?;
+    }
+    Ok(model.freeze_clip())
+}
+
+fn optimizer(config: &RunConfig) -> ModuleOptimizer {
+    let adamw = |wd: f64| {
+        AdamWConfig::new()
+            .with_beta_1(0.9)
+            .with_beta_2(0.999)
+            .with_epsilon(1e-8)
+            .with_weight_decay(wd as f32)
+    };
+    adamw(config.weight_decay).init().with_group(
+        ParamGroup::from_any_predicates(vec!["logit_scale", "logit_bias"]),
+        adamw(0.0).build(),
+        None,
+    )
+}
+
+/// Learning rate of step `step` (0-based): linear warm-up, then constant.
+fn learning_rate(config: &RunConfig, step: usize) -> f64 {
+    if step < config.warmup_steps {
+        config.learning_rate * (step + 1) as f64 / config.warmup_steps as f64
+    } else {
+        config.learning_rate
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug)]
+pub struct FitSummary {
+    pub steps: usize,
+    pub images: u64,
+    pub checkpoint: PathBuf,
+    pub skipped_rows: usize,
+    pub first_loss: Option<f64>,
+    pub last_loss: Option<f64>,
+}
+
+/// Trains; with `resume`, continues from the newest checkpoint in `out` when there is one.
+pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let resume_from = if resume {
+        checkpoint::latest(out)
+    } else {
+        None
+    };
+    let (config, mut state) = match &resume_from {
+        Some(dir) => {
+            let s = checkpoint::read_state(dir).map_err(anyhow::Error::msg)?;
+            eprintln!(
+                "resuming from {} (step {}, epoch {}, batch {})",
+                dir.display(),
+                s.step,
+                s.epoch + 1,
+                s.batch
+            );
+            (s.config.clone(), s)
+        }
+        None => {
+            if resume {
+                eprintln!(
+                    "no checkpoint in {} to resume from: starting a new run",
+                    checkpoint::checkpoints_dir(out).display()
+                );
+            }
+            (
+                config.clone(),
+                RunState {
+                    step: 0,
+                    epoch: 0,
+                    batch: 0,
+                    images: 0,
+                    config,
+                },
+            )
+        }
+    };
+    let devices: Vec<Device> = config
+        .devices
+        .iter()
+        .map(|d| devices::parse(d).map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    if devices.is_empty() {
+        bail!("no device to train on");
+    }
+    let main = devices[0].clone();
+    let mut model = build_model(&config, &main)?;
+    let mut opt = optimizer(&config);
+    if let Some(dir) = &resume_from {
+        model = model
+            .try_load_file(dir.join("model.bpk"))
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("model.bpk").display()))?
+            .freeze_clip();
+        opt = opt
+            .load(dir.join("optim.bpk"))
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optim.bpk").display()))?;
+    }
+
+    let manifest = Arc::new(Manifest::open(
+        &config.manifest,
+        config.image_root.as_deref(),
+    )?);
+    if manifest.skipped > 0 {
+        eprintln!(
+            "{}: {} lines skipped:",
+            manifest.path.display(),
+            manifest.skipped
+        );
+        for p in manifest.problems.iter().take(10) {
+            eprintln!("  {p}");
+        }
+    }
+    let rows = manifest.split(Split::Train);
+    if rows.is_empty() {
+        bail!("{}: no rows in the train split", manifest.path.display());
+    }
+    let tok = ClipTokenizer::from_vocab_file(&config.vocab)?;
+    let labels = match &config.labels {
+        Some(p) => TextLabels::from_file(p).map_err(anyhow::Error::msg)?,
+        None => TextLabels::default_labels(),
+    };
+    let labels = match config.labels_per_type {
+        Some(n) => labels.first(n),
+        None => labels,
+    };
+    let shards = devices.len();
+    let loader_batch = config.micro_batch * shards;
+    let batches_per_epoch = rows.len().div_ceil(loader_batch);
+    let steps_per_epoch = batches_per_epoch.div_ceil(config.accumulation);
+    let total_steps = config
+        .max_steps
+        .unwrap_or(usize::MAX)
+        .min(config.epochs * steps_per_epoch);
+    let loader = LoaderConfig {
+        batch_size: loader_batch,
+        workers: config.workers,
+        prefetch: 2 * config.workers.max(1),
+        augment: config.augment,
+        recipe: config.crop,
+        seed: config.seed,
+    };
+    let side = config.crop.input_size;
+    let mut progress = Progress::new(out, state.step, total_steps)?;
+    let (mut first_loss, mut last_loss, mut skipped_rows) = (None, None, 0);
+    let mut last_checkpoint = resume_from.clone();
+
+    'epochs: while state.step < total_steps && state.epoch < config.epochs {
+        let order = Arc::new(epoch_order(&rows, config.seed, state.epoch as u64));
+        let stream = BatchStream::new(
+            manifest.clone(),
+            order,
+            state.epoch as u64,
+            state.batch,
+            loader.clone(),
+        );
+        let mut acc = GradientsAccumulator::new();
+        let (mut micro, mut images, mut skipped, mut sums, mut counts) =
+            (0, 0usize, 0usize, [0f64; 5], [0usize; 5]);
+        for batch in stream {
+            for s in &batch.skipped {
+                progress.note(&format!("skipping {s}"));
+            }
+            skipped += batch.skipped.len();
+            let mut rng = Rng::keyed(
+                config.seed,
+                &[state.epoch as u64, batch.index as u64, 0x1AB],
+            );
+            let label_set = labels.sample(|_, n| rng.below(n));
+            if !batch.samples.is_empty() {
+                // Dropout masks follow the seed and the batch's position, so a resumed run draws the same ones.
+                main.seed(
+                    Rng::keyed(
+                        config.seed,
+                        &[state.epoch as u64, batch.index as u64, 0xD50],
+                    )
+                    .next_u64(),
+                );
+                let refs: Vec<&Sample> = batch.samples.iter().collect();
+                let share = 1.0 / config.accumulation as f64;
+                let outputs = if shards == 1 {
+                    vec![forward_backward(
+                        &model,
+                        &refs,
+                        &label_set,
+                        &tok,
+                        &config.loss,
+                        side,
+                        share,
+                    )]
+                } else {
+                    let chunk = refs.len().div_ceil(shards);
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = refs
+                            .chunks(chunk)
+                            .zip(&devices)
+                            .map(|(part, dev)| {
+                                let m = model.clone().fork(dev);
+                                let weight = share * part.len() as f64 / refs.len() as f64;
+                                let (label_set, tok, loss, main) =
+                                    (&label_set, &tok, &config.loss, &main);
+                                scope.spawn(move || {
+                                    let mut o = forward_backward(
+                                        &m, part, label_set, tok, loss, side, weight,
+                                    );
+                                    o.grads = o.grads.to_device(main, &m);
+                                    o
+                                })
+                            })
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().expect("a training thread panicked"))
+                            .collect()
+                    })
+                };
+                for o in outputs {
+                    acc.accumulate(&model, o.grads);
+                    let parts = [
+                        Some(o.losses.total.into_scalar::<f32>()),
+                        o.losses.classification,
+                        o.losses.separation,
+                        o.losses.face,
+                        o.losses.environment,
+                    ];
+                    for (k, v) in parts.into_iter().enumerate() {
+                        if let Some(v) = v {
+                            sums[k] += v as f64;
+                            counts[k] += 1;
+                        }
+                    }
+                }
+                images += refs.len();
+            }
+            micro += 1;
+            state.batch = batch.index + 1;
+            let end_of_epoch = state.batch == batches_per_epoch;
+            if micro < config.accumulation && !end_of_epoch {
+                continue;
+            }
+            let lr = learning_rate(&config, state.step);
+            let grads: GradientsParams = acc.grads();
+            model = opt.step(lr, model, grads);
+            state.step += 1;
+            state.images += images as u64;
+            if end_of_epoch {
+                state.epoch += 1;
+                state.batch = 0;
+            }
+            let mean = |k: usize| (counts[k] > 0).then(|| sums[k] / counts[k] as f64);
+            let loss = mean(0).unwrap_or(f64::NAN);
+            first_loss.get_or_insert(loss);
+            last_loss = Some(loss);
+            skipped_rows += skipped;
+            progress.step(StepMetrics {
+                step: state.step,
+                epoch: state.epoch.min(config.epochs - 1),
+                loss,
+                classification: mean(1),
+                separation: mean(2),
+                face: mean(3),
+                environment: mean(4),
+                tau: model.tau().into_scalar::<f32>() as f64,
+                learning_rate: lr,
+                images,
+                skipped,
+                ..StepMetrics::default()
+            })?;
+            (micro, images, skipped, sums, counts) = (0, 0, 0, [0.0; 5], [0; 5]);
+            if state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps {
+                last_checkpoint = Some(save(&model, &opt, out, &state, config.keep_checkpoints)?);
+            }
+            if state.step >= total_steps {
+                break 'epochs;
+            }
+            if end_of_epoch {
+                break;
+            }
+        }
+    }
+    let checkpoint = match last_checkpoint {
+        Some(c) if checkpoint::read_state(&c).is_ok_and(|s| s.step == state.step) => c,
+        _ => save(&model, &opt, out, &state, config.keep_checkpoints)?,
+    };
+    Ok(FitSummary {
+        steps: state.step,
+        images: state.images,
+        checkpoint,
+        skipped_rows,
+        first_loss,
+        last_loss,
+    })
+}
+
+fn save(
+    model: &Sd2Model,
+    opt: &ModuleOptimizer,
+    out: &Path,
+    state: &RunState,
+    keep: usize,
+) -> Result<PathBuf> {
+    checkpoint::save(
+        out,
+        state,
+        |dir| {
+            model
+                .clone()
+                .save_file(dir.join("model.bpk"))
+                .map_err(|e| format!("saving the model: {e:?}"))?;
+            opt.save(dir.join("optim.bpk"))
+                .map_err(|e| format!("saving the optimizer: {e:?}"))
+        },
+        keep,
+    )
+    .map_err(anyhow::Error::msg)
+}

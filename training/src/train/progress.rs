@@ -1,0 +1,122 @@
+//! What a run says while it trains: a line per step on the terminal (loss components,
+//! throughput, ETA) and the same as JSON in `metrics.jsonl`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StepMetrics {
+    pub step: usize,
+    pub epoch: usize,
+    pub loss: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub separation: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<f64>,
+    pub tau: f64,
+    pub learning_rate: f64,
+    pub images: usize,
+    pub images_per_second: f64,
+    pub skipped: usize,
+    pub elapsed_seconds: f64,
+}
+
+pub struct Progress {
+    metrics: File,
+    start: Instant,
+    images_since_start: u64,
+    total_steps: usize,
+    first_step: usize,
+    terminal: bool,
+    last_print: Option<Instant>,
+}
+
+fn duration(s: f64) -> String {
+    let s = s.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+impl Progress {
+    /// Appends to `out/metrics.jsonl` (a resumed run continues the file).
+    pub fn new(out: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
+        let metrics = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out.join("metrics.jsonl"))?;
+        Ok(Progress {
+            metrics,
+            start: Instant::now(),
+            images_since_start: 0,
+            total_steps,
+            first_step,
+            terminal: std::io::stderr().is_terminal(),
+            last_print: None,
+        })
+    }
+
+    /// Records a finished step.
+    pub fn step(&mut self, mut m: StepMetrics) -> std::io::Result<()> {
+        self.images_since_start += m.images as u64;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        m.elapsed_seconds = elapsed;
+        m.images_per_second = self.images_since_start as f64 / elapsed.max(1e-9);
+        writeln!(
+            self.metrics,
+            "{}",
+            serde_json::to_string(&m).expect("metrics serialise")
+        )?;
+        let done = m.step - self.first_step;
+        let eta = elapsed / done.max(1) as f64 * self.total_steps.saturating_sub(m.step) as f64;
+        let part =
+            |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
+        let line = format!(
+            "step {}/{} | epoch {} | loss {:.4} ({}{}{}{} ) | τ {:.2} | {:.1} img/s | ETA {}",
+            m.step,
+            self.total_steps,
+            m.epoch + 1,
+            m.loss,
+            part("C", m.classification),
+            part("S", m.separation),
+            part("Df", m.face),
+            part("De", m.environment),
+            m.tau,
+            m.images_per_second,
+            duration(eta),
+        );
+        let due = self
+            .last_print
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(if self.terminal { 0 } else { 10 }));
+        if due || m.step == self.total_steps {
+            if self.terminal {
+                eprint!("\r\x1b[2K{line}");
+                if m.step == self.total_steps {
+                    eprintln!();
+                }
+            } else {
+                eprintln!("{line}");
+            }
+            self.last_print = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// A message that must not be overwritten by the progress line.
+    pub fn note(&self, msg: &str) {
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+        eprintln!("{msg}");
+    }
+}
