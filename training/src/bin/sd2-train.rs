@@ -45,6 +45,55 @@ enum Command {
     Fit(Box<Fit>),
     /// Evaluate a checkpoint on a manifest split: AUC, ACC, EER, AP, frame- and video-level.
     Eval(Eval),
+    /// Turn DeepfakeBench dataset JSON files (FaceForensics++, Celeb-DF, DFDC, DF40, ...)
+    /// into a manifest, typing each label by the shipped table.
+    ImportDeepfakebench(Import),
+    /// Images per second of one optimisation step, beside PyTorch doing the same step.
+    BenchStep(BenchStep),
+}
+
+#[derive(Args)]
+struct BenchStep {
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    label_tokens: usize,
+    #[arg(long, default_value_t = 40)]
+    description_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Python with PyTorch and transformers for the reference (default: $SD2_REFERENCE_PYTHON).
+    #[arg(long)]
+    reference_python: Option<String>,
+    /// flex, or cuda:N (this build needs the cuda feature for that).
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// PyTorch's device for the reference: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    reference_device: String,
+}
+
+#[derive(Args)]
+struct Import {
+    /// DeepfakeBench dataset JSON files.
+    #[arg(long = "json", required = true)]
+    json: Vec<PathBuf>,
+    /// Folder the frame paths in the JSON files start from (kept relative when unset).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// The manifest to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Compression level to take where a file has several.
+    #[arg(long, default_value = "c23")]
+    compression: String,
+    /// Type of a label or method the table does not know (or a different one): LABEL=TYPE.
+    #[arg(long = "type", value_name = "LABEL=TYPE")]
+    types: Vec<String>,
 }
 
 #[derive(Args)]
@@ -293,6 +342,81 @@ fn main() -> Result<()> {
                     String::new()
                 }
             );
+        }
+        Command::ImportDeepfakebench(i) => {
+            use sd2_train::data::deepfakebench::{ImportReport, TypeTable, import};
+            let mut table = TypeTable::shipped();
+            for t in &i.types {
+                let (label, kind) = t.split_once('=').with_context(|| format!("--type {t}: expected LABEL=TYPE"))?;
+                table.set(label, kind.parse().map_err(anyhow::Error::msg)?);
+            }
+            let mut report = ImportReport::default();
+            for j in &i.json {
+                import(j, &table, &i.compression, &mut report).map_err(anyhow::Error::msg)?;
+            }
+            let mut text = String::new();
+            for mut row in report.rows.iter().cloned() {
+                if let Some(root) = &i.root {
+                    row.image = root.join(row.image.trim_start_matches("./")).display().to_string();
+                }
+                text.push_str(&serde_json::to_string(&row)?);
+                text.push('\n');
+            }
+            sd2_models::atomic_write::write_atomic(&i.out, text.as_bytes())?;
+            let mut per_type = [0usize; 5];
+            for r in &report.rows {
+                per_type[r.kind.index()] += 1;
+            }
+            println!(
+                "wrote {} frames of {} videos to {} (REAL {}, FS {}, FR {}, EFS {}, FE {})",
+                report.rows.len(),
+                report.videos,
+                i.out.display(),
+                per_type[0],
+                per_type[1],
+                per_type[2],
+                per_type[3],
+                per_type[4]
+            );
+            for (label, n) in &report.unknown {
+                eprintln!("skipped {n} frames of label `{label}`: its type is unknown (give it with --type {label}=FS|FR|EFS|FE|REAL)");
+            }
+        }
+        Command::BenchStep(b) => {
+            let clip = ClipConfig::preset(&b.preset).with_context(|| format!("unknown preset {}", b.preset))?;
+            let config = Sd2Config::new(clip.clone());
+            let shape = sd2_train::bench::BenchShape {
+                batch: b.batch,
+                label_tokens: b.label_tokens,
+                description_tokens: b.description_tokens,
+            };
+            let device = sd2_train::train::devices::parse(&b.device).map_err(anyhow::Error::msg)?;
+            println!("training step, {} preset, batch {}, {} steps after {} warm-up", b.preset, b.batch, b.steps, b.warmup);
+            let ours = sd2_train::bench::run(&config, shape, b.warmup, b.steps, &device);
+            println!("{:<28} {:>10.1} images/s", format!("sd2-train (burn, {})", b.device), ours);
+            let python = b.reference_python.or_else(|| std::env::var("SD2_REFERENCE_PYTHON").ok());
+            match python {
+                None => println!("PyTorch reference not run: give --reference-python or set SD2_REFERENCE_PYTHON (scripts/reference-env.sh prints one)"),
+                Some(py) => {
+                    let cfg = std::env::temp_dir().join(format!("sd2-bench-config-{}.json", std::process::id()));
+                    std::fs::write(&cfg, serde_json::to_string(&clip)?)?;
+                    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_train_step.py");
+                    let out = std::process::Command::new(&py)
+                        .arg(script)
+                        .arg(&cfg)
+                        .args([b.batch, b.label_tokens, b.description_tokens, b.warmup, b.steps].map(|v| v.to_string()))
+                        .arg(&b.reference_device)
+                        .output()?;
+                    let _ = std::fs::remove_file(&cfg);
+                    if !out.status.success() {
+                        bail!("the PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                    let reference = v["images_per_second"].as_f64().context("reference output")?;
+                    println!("{:<28} {:>10.1} images/s", format!("PyTorch ({}, {} threads)", b.reference_device, v["threads"]), reference);
+                    println!("{:<28} {:>10.2}", "ratio (ours / PyTorch)", ours / reference);
+                }
+            }
         }
         Command::Eval(e) => {
             let dir = if e.checkpoint.join("state.json").exists() {
