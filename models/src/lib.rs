@@ -1,6 +1,8 @@
 //! What the SD² trainer and the GStreamer elements share: the deepfake taxonomy, the face
 //! crop recipe, the ONNX writer, the MTCNN face stage and ONNX Runtime sessions.
 
+pub use ort;
+
 pub mod atomic_write;
 pub mod crop;
 pub mod image;

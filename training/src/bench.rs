@@ -7,7 +7,9 @@ use std::time::Instant;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 
-use crate::loss::{LossConfig, classification_loss, label_separation_loss, siglip_loss, total_loss};
+use crate::loss::{
+    LossConfig, classification_loss, label_separation_loss, siglip_loss, total_loss,
+};
 use crate::model::{Sd2Config, Sd2Model};
 
 /// Shapes of the benchmark step.
@@ -23,7 +25,11 @@ fn ids(n: usize, t: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<2
     let mut data = Vec::with_capacity(n * t);
     for r in 0..n as u64 {
         for c in 0..t as u64 {
-            let v = if c + 1 == t as u64 { vocab as u64 - 1 } else { 1 + (r * 7919 + c * 104729 + seed) % (vocab as u64 - 2) };
+            let v = if c + 1 == t as u64 {
+                vocab as u64 - 1
+            } else {
+                1 + (r * 7919 + c * 104729 + seed) % (vocab as u64 - 2)
+            };
             data.push(v as i32);
         }
     }
@@ -31,15 +37,28 @@ fn ids(n: usize, t: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<2
 }
 
 /// Times `steps` optimisation steps after `warmup` ones; returns images per second.
-pub fn run(config: &Sd2Config, shape: BenchShape, warmup: usize, steps: usize, device: &Device) -> f64 {
+pub fn run(
+    config: &Sd2Config,
+    shape: BenchShape,
+    warmup: usize,
+    steps: usize,
+    device: &Device,
+) -> f64 {
     device.seed(0);
     let mut model = Sd2Model::new(config, device).freeze_clip();
     let mut opt = AdamWConfig::new().with_weight_decay(0.01).init();
     let c = &config.clip;
     let side = c.vision.image_size;
     let b = shape.batch;
-    let pixels = Tensor::<4>::random([b, 3, side, side], burn::tensor::Distribution::Normal(0.0, 1.0), device);
-    let targets = Tensor::<1, Int>::from_data(TensorData::new((0..b as i32).map(|i| i % 5).collect::<Vec<_>>(), [b]), device);
+    let pixels = Tensor::<4>::random(
+        [b, 3, side, side],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new((0..b as i32).map(|i| i % 5).collect::<Vec<_>>(), [b]),
+        device,
+    );
     let labels = ids(5, shape.label_tokens, c.text.vocab_size, 1, device);
     let faces = ids(b, shape.description_tokens, c.text.vocab_size, 2, device);
     let scenes = ids(b, shape.description_tokens, c.text.vocab_size, 3, device);
@@ -54,8 +73,18 @@ pub fn run(config: &Sd2Config, shape: BenchShape, warmup: usize, steps: usize, d
         let u = model.text_features(labels.clone());
         let lc = classification_loss(model.logits(f.clone(), u.clone()), targets.clone());
         let ls = label_separation_loss(u);
-        let lf = siglip_loss(f.clone(), model.text_features(faces.clone()), model.tau(), model.logit_bias.val());
-        let le = siglip_loss(f, model.text_features(scenes.clone()), model.tau(), model.logit_bias.val());
+        let lf = siglip_loss(
+            f.clone(),
+            model.text_features(faces.clone()),
+            model.tau(),
+            model.logit_bias.val(),
+        );
+        let le = siglip_loss(
+            f,
+            model.text_features(scenes.clone()),
+            model.tau(),
+            model.logit_bias.val(),
+        );
         let total = total_loss(&loss_config, Some(lc), Some(ls), Some(lf), Some(le), device).total;
         let grads = GradientsParams::from_grads(total.backward(), &model);
         model = opt.step(1e-4, model, grads);

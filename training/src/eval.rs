@@ -82,16 +82,21 @@ pub fn classify(
         .collect()
 }
 
-/// Evaluates `model` on the rows of `split`.
+/// How evaluation reads images: faces per batch and decoding threads.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading {
+    pub batch: usize,
+    pub workers: usize,
+}
+
+/// Evaluates `model` on the rows of `split`, with the simple label of each type from `labels`.
 pub fn evaluate(
     model: &Sd2Model,
     state: &RunState,
     manifest: Arc<Manifest>,
     split: Split,
-    labels: &TextLabels,
-    tok: &ClipTokenizer,
-    batch: usize,
-    workers: usize,
+    (labels, tok): (&TextLabels, &ClipTokenizer),
+    Reading { batch, workers }: Reading,
 ) -> Result<EvalReport> {
     let rows = manifest.split(split);
     if rows.is_empty() {

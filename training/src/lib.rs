@@ -5,6 +5,7 @@ pub mod clam;
 pub mod clip;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod labels;
 pub mod lora;
 pub mod loss;

@@ -91,7 +91,19 @@ fn the_loss_goes_down_and_held_out_accuracy_beats_chance() {
     let labels = TextLabels::default_labels();
     let tok = ClipTokenizer::from_vocab_file(&state.config.vocab).unwrap();
     let manifest = Arc::new(Manifest::open(&manifest, None).unwrap());
-    let r = eval::evaluate(&model, &state, manifest, Split::Test, &labels, &tok, 64, 2).unwrap();
+    let reading = eval::Reading {
+        batch: 64,
+        workers: 2,
+    };
+    let r = eval::evaluate(
+        &model,
+        &state,
+        manifest,
+        Split::Test,
+        (&labels, &tok),
+        reading,
+    )
+    .unwrap();
     assert_eq!(r.frame.count, 500);
     // Chance is 20% over five types and an AUC of 0.5.
     assert!(

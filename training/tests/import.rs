@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
-use sd2_train::data::manifest::{Manifest, Split};
 use sd2_models::taxonomy::DeepfakeType;
+use sd2_train::data::manifest::{Manifest, Split};
 
 #[test]
 fn faceforensics_and_df40_files_become_typed_rows() {
@@ -41,15 +41,29 @@ fn faceforensics_and_df40_files_become_typed_rows() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
-    assert!(stderr.contains("skipped 2 frames of label `FF-NEW`"), "{stderr}");
+    assert!(
+        stderr.contains("skipped 2 frames of label `FF-NEW`"),
+        "{stderr}"
+    );
     let m = Manifest::open(&out, None).unwrap();
     assert_eq!(m.entries.len(), 6);
     let rows: Vec<_> = (0..6).map(|i| m.row(i).unwrap()).collect();
     let kinds: Vec<DeepfakeType> = rows.iter().map(|r| r.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == DeepfakeType::Real).count(), 3);
-    assert!(kinds.contains(&DeepfakeType::FaceReenactment) && kinds.contains(&DeepfakeType::FaceSwap));
-    assert!(rows.iter().all(|r| !r.image.contains('\\') && r.image.starts_with(dir.path().to_str().unwrap())));
-    assert!(rows.iter().all(|r| !r.image.contains("c40")), "the c23 level is taken");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == DeepfakeType::Real).count(),
+        3
+    );
+    assert!(
+        kinds.contains(&DeepfakeType::FaceReenactment) && kinds.contains(&DeepfakeType::FaceSwap)
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r.image.contains('\\') && r.image.starts_with(dir.path().to_str().unwrap()))
+    );
+    assert!(
+        rows.iter().all(|r| !r.image.contains("c40")),
+        "the c23 level is taken"
+    );
     assert_eq!(m.split(Split::Test).len(), 1);
     assert_eq!(m.split(Split::Val).len(), 1);
     assert!(rows.iter().any(|r| r.group == "simswap_ff/000_003"));

@@ -50,6 +50,27 @@ enum Command {
     ImportDeepfakebench(Import),
     /// Images per second of one optimisation step, beside PyTorch doing the same step.
     BenchStep(BenchStep),
+    /// Write a checkpoint as the ONNX model the `sd2deepfake` element runs.
+    Export(Export),
+}
+
+#[derive(Args)]
+struct Export {
+    /// A checkpoint folder (checkpoints/step-…) or a run folder (its newest checkpoint).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The ONNX file to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store weights and compute in float16 (input and outputs float16 too).
+    #[arg(long)]
+    fp16: bool,
+    /// Name recorded in the model (and in every verdict the element attaches).
+    #[arg(long, default_value = "sd2")]
+    name: String,
+    /// Version recorded in the model (default: the checkpoint's step).
+    #[arg(long)]
+    version: Option<String>,
 }
 
 #[derive(Args)]
@@ -347,7 +368,9 @@ fn main() -> Result<()> {
             use sd2_train::data::deepfakebench::{ImportReport, TypeTable, import};
             let mut table = TypeTable::shipped();
             for t in &i.types {
-                let (label, kind) = t.split_once('=').with_context(|| format!("--type {t}: expected LABEL=TYPE"))?;
+                let (label, kind) = t
+                    .split_once('=')
+                    .with_context(|| format!("--type {t}: expected LABEL=TYPE"))?;
                 table.set(label, kind.parse().map_err(anyhow::Error::msg)?);
             }
             let mut report = ImportReport::default();
@@ -357,7 +380,10 @@ fn main() -> Result<()> {
             let mut text = String::new();
             for mut row in report.rows.iter().cloned() {
                 if let Some(root) = &i.root {
-                    row.image = root.join(row.image.trim_start_matches("./")).display().to_string();
+                    row.image = root
+                        .join(row.image.trim_start_matches("./"))
+                        .display()
+                        .to_string();
                 }
                 text.push_str(&serde_json::to_string(&row)?);
                 text.push('\n');
@@ -379,11 +405,50 @@ fn main() -> Result<()> {
                 per_type[4]
             );
             for (label, n) in &report.unknown {
-                eprintln!("skipped {n} frames of label `{label}`: its type is unknown (give it with --type {label}=FS|FR|EFS|FE|REAL)");
+                eprintln!(
+                    "skipped {n} frames of label `{label}`: its type is unknown (give it with --type {label}=FS|FR|EFS|FE|REAL)"
+                );
             }
         }
+        Command::Export(x) => {
+            let dir = if x.checkpoint.join("state.json").exists() {
+                x.checkpoint.clone()
+            } else {
+                train::checkpoint::latest(&x.checkpoint)
+                    .with_context(|| format!("{}: no checkpoint here", x.checkpoint.display()))?
+            };
+            let device = burn::prelude::Device::flex();
+            let (model, state) = eval::load_trained(&dir, &device)?;
+            let labels = match &state.config.labels {
+                Some(p) => TextLabels::from_file(p).map_err(anyhow::Error::msg)?,
+                None => TextLabels::default_labels(),
+            };
+            let tok = ClipTokenizer::from_vocab_file(&state.config.vocab)?;
+            let precision = if x.fp16 {
+                sd2_models::onnx::Precision::F16
+            } else {
+                sd2_models::onnx::Precision::F32
+            };
+            let info = sd2_train::export::ExportInfo {
+                model_name: x.name.clone(),
+                model_version: x
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| format!("step-{}", state.step)),
+            };
+            sd2_train::export::export(&model, &state, &labels, &tok, precision, &info)
+                .write(&x.out)
+                .with_context(|| format!("writing {}", x.out.display()))?;
+            println!(
+                "wrote {} ({}, from {})",
+                x.out.display(),
+                if x.fp16 { "fp16" } else { "fp32" },
+                dir.display()
+            );
+        }
         Command::BenchStep(b) => {
-            let clip = ClipConfig::preset(&b.preset).with_context(|| format!("unknown preset {}", b.preset))?;
+            let clip = ClipConfig::preset(&b.preset)
+                .with_context(|| format!("unknown preset {}", b.preset))?;
             let config = Sd2Config::new(clip.clone());
             let shape = sd2_train::bench::BenchShape {
                 batch: b.batch,
@@ -391,30 +456,67 @@ fn main() -> Result<()> {
                 description_tokens: b.description_tokens,
             };
             let device = sd2_train::train::devices::parse(&b.device).map_err(anyhow::Error::msg)?;
-            println!("training step, {} preset, batch {}, {} steps after {} warm-up", b.preset, b.batch, b.steps, b.warmup);
+            println!(
+                "training step, {} preset, batch {}, {} steps after {} warm-up",
+                b.preset, b.batch, b.steps, b.warmup
+            );
             let ours = sd2_train::bench::run(&config, shape, b.warmup, b.steps, &device);
-            println!("{:<28} {:>10.1} images/s", format!("sd2-train (burn, {})", b.device), ours);
-            let python = b.reference_python.or_else(|| std::env::var("SD2_REFERENCE_PYTHON").ok());
+            println!(
+                "{:<28} {:>10.1} images/s",
+                format!("sd2-train (burn, {})", b.device),
+                ours
+            );
+            let python = b
+                .reference_python
+                .or_else(|| std::env::var("SD2_REFERENCE_PYTHON").ok());
             match python {
-                None => println!("PyTorch reference not run: give --reference-python or set SD2_REFERENCE_PYTHON (scripts/reference-env.sh prints one)"),
+                None => println!(
+                    "PyTorch reference not run: give --reference-python or set SD2_REFERENCE_PYTHON (scripts/reference-env.sh prints one)"
+                ),
                 Some(py) => {
-                    let cfg = std::env::temp_dir().join(format!("sd2-bench-config-{}.json", std::process::id()));
+                    let cfg = std::env::temp_dir()
+                        .join(format!("sd2-bench-config-{}.json", std::process::id()));
                     std::fs::write(&cfg, serde_json::to_string(&clip)?)?;
-                    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/reference_train_step.py");
+                    let script = concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/benches/reference_train_step.py"
+                    );
                     let out = std::process::Command::new(&py)
                         .arg(script)
                         .arg(&cfg)
-                        .args([b.batch, b.label_tokens, b.description_tokens, b.warmup, b.steps].map(|v| v.to_string()))
+                        .args(
+                            [
+                                b.batch,
+                                b.label_tokens,
+                                b.description_tokens,
+                                b.warmup,
+                                b.steps,
+                            ]
+                            .map(|v| v.to_string()),
+                        )
                         .arg(&b.reference_device)
                         .output()?;
                     let _ = std::fs::remove_file(&cfg);
                     if !out.status.success() {
-                        bail!("the PyTorch reference failed: {}", String::from_utf8_lossy(&out.stderr));
+                        bail!(
+                            "the PyTorch reference failed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
                     }
                     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-                    let reference = v["images_per_second"].as_f64().context("reference output")?;
-                    println!("{:<28} {:>10.1} images/s", format!("PyTorch ({}, {} threads)", b.reference_device, v["threads"]), reference);
-                    println!("{:<28} {:>10.2}", "ratio (ours / PyTorch)", ours / reference);
+                    let reference = v["images_per_second"]
+                        .as_f64()
+                        .context("reference output")?;
+                    println!(
+                        "{:<28} {:>10.1} images/s",
+                        format!("PyTorch ({}, {} threads)", b.reference_device, v["threads"]),
+                        reference
+                    );
+                    println!(
+                        "{:<28} {:>10.2}",
+                        "ratio (ours / PyTorch)",
+                        ours / reference
+                    );
                 }
             }
         }
@@ -434,16 +536,11 @@ fn main() -> Result<()> {
                 None => TextLabels::default_labels(),
             };
             let tok = ClipTokenizer::from_vocab_file(&state.config.vocab)?;
-            let r = eval::evaluate(
-                &model,
-                &state,
-                manifest,
-                split,
-                &labels,
-                &tok,
-                e.batch,
-                e.workers.unwrap_or_else(cores),
-            )?;
+            let reading = eval::Reading {
+                batch: e.batch,
+                workers: e.workers.unwrap_or_else(cores),
+            };
+            let r = eval::evaluate(&model, &state, manifest, split, (&labels, &tok), reading)?;
             let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2}", 100.0 * v));
             println!(
                 "{:<16} {:>8} {:>8} {:>8} {:>8} {:>8}",

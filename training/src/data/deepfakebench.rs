@@ -25,7 +25,10 @@ pub struct TypeTable(HashMap<String, DeepfakeType>);
 impl TypeTable {
     pub fn shipped() -> Self {
         let mut map = HashMap::new();
-        for line in TYPES_TSV.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        for line in TYPES_TSV
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
             let mut cols = line.split('\t');
             let (Some(name), Some(kind)) = (cols.next(), cols.next()) else {
                 continue;
@@ -80,27 +83,48 @@ pub struct ImportReport {
 fn frames_of(video: &serde_json::Value) -> Vec<String> {
     video["frames"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(|s| s.replace('\\', "/"))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(|s| s.replace('\\', "/")))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Reads one DeepfakeBench JSON file. `compression` picks the level where the file nests
 /// one (`c23` by default in the CLI).
-pub fn import(path: &Path, table: &TypeTable, compression: &str, report: &mut ImportReport) -> Result<(), String> {
+pub fn import(
+    path: &Path,
+    table: &TypeTable,
+    compression: &str,
+    report: &mut ImportReport,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    let top = json.as_object().ok_or_else(|| format!("{}: expected an object", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let top = json
+        .as_object()
+        .ok_or_else(|| format!("{}: expected an object", path.display()))?;
     for (dataset, labels) in top {
         let labels = labels
             .as_object()
             .ok_or_else(|| format!("{}: `{dataset}` is not an object of labels", path.display()))?;
         for (label, splits) in labels {
-            let Some(splits) = splits.as_object() else { continue };
+            let Some(splits) = splits.as_object() else {
+                continue;
+            };
             for (split_name, videos) in splits {
-                let Ok(split) = Split::from_str(split_name) else { continue };
-                let Some(mut videos) = videos.as_object() else { continue };
+                let Ok(split) = Split::from_str(split_name) else {
+                    continue;
+                };
+                let Some(mut videos) = videos.as_object() else {
+                    continue;
+                };
                 // FaceForensics++ files nest the compression level here.
-                if videos.keys().any(|k| matches!(k.as_str(), "c23" | "c40" | "raw")) {
+                if videos
+                    .keys()
+                    .any(|k| matches!(k.as_str(), "c23" | "c40" | "raw"))
+                {
                     match videos.get(compression).and_then(|v| v.as_object()) {
                         Some(v) => videos = v,
                         None => continue,
@@ -146,15 +170,57 @@ mod tests {
         assert_eq!(t.resolve("FF-F2F", ""), Some(DeepfakeType::FaceReenactment));
         assert_eq!(t.resolve("simswap_Fake", ""), Some(DeepfakeType::FaceSwap));
         assert_eq!(t.resolve("e4e_ff", ""), Some(DeepfakeType::FaceEditing));
-        assert_eq!(t.resolve("StyleGAN3_Fake", ""), Some(DeepfakeType::EntireFaceSynthesis));
-        assert_eq!(t.resolve("DF40_train_Fake", "DF40_train/sadtalker/ff/000/001.png"), Some(DeepfakeType::FaceReenactment));
+        assert_eq!(
+            t.resolve("StyleGAN3_Fake", ""),
+            Some(DeepfakeType::EntireFaceSynthesis)
+        );
+        assert_eq!(
+            t.resolve("DF40_train_Fake", "DF40_train/sadtalker/ff/000/001.png"),
+            Some(DeepfakeType::FaceReenactment)
+        );
         assert_eq!(t.resolve("mystery_Fake", "x/y/0.png"), None);
         // All 40 DF40 methods are in the table.
         let df40 = [
-            "fsgan", "faceswap", "simswap", "inswap", "blendface", "uniface", "mobileswap", "e4s", "facedancer", "deepfacelab",
-            "fomm", "facevid2vid", "wav2lip", "MRAA", "one_shot_free", "pirender", "tpsm", "lia", "danet", "sadtalker", "mcnet",
-            "hyperreenact", "heygen", "VQGAN", "StyleGAN2", "StyleGAN3", "StyleGANXL", "sd2.1", "ddim", "rddm", "pixart", "DiT",
-            "SiT", "MidJourney", "whichisreal", "CollabDiff", "e4e", "stargan", "starganv2", "styleclip",
+            "fsgan",
+            "faceswap",
+            "simswap",
+            "inswap",
+            "blendface",
+            "uniface",
+            "mobileswap",
+            "e4s",
+            "facedancer",
+            "deepfacelab",
+            "fomm",
+            "facevid2vid",
+            "wav2lip",
+            "MRAA",
+            "one_shot_free",
+            "pirender",
+            "tpsm",
+            "lia",
+            "danet",
+            "sadtalker",
+            "mcnet",
+            "hyperreenact",
+            "heygen",
+            "VQGAN",
+            "StyleGAN2",
+            "StyleGAN3",
+            "StyleGANXL",
+            "sd2.1",
+            "ddim",
+            "rddm",
+            "pixart",
+            "DiT",
+            "SiT",
+            "MidJourney",
+            "whichisreal",
+            "CollabDiff",
+            "e4e",
+            "stargan",
+            "starganv2",
+            "styleclip",
         ];
         assert_eq!(df40.len(), 40);
         for m in df40 {

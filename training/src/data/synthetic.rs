@@ -191,8 +191,9 @@ fn reenact(frame: &RgbImage, face: &Face, rng: &mut Rng) -> RgbImage {
             let sx = fx - turn * eye * (wm + we);
             let sy = fy - open * (fy - mouth[1]) * wm + squint * (fy - eyes[1]) * we;
             let p = sample(frame, sx, sy);
-            for c in 0..3 {
-                out.data[(y * frame.width + x) * 3 + c] = p[c].round() as u8;
+            let i = (y * frame.width + x) * 3;
+            for (o, v) in out.data[i..i + 3].iter_mut().zip(p) {
+                *o = v.round() as u8;
             }
         }
     }
@@ -368,28 +369,6 @@ pub fn write_set(
     Ok(manifest)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn similarity_recovers_a_known_transform() {
-        let from = [[0.0, 0.0], [10.0, 0.0], [5.0, 5.0], [2.0, 9.0], [8.0, 9.0]];
-        let t: Affine = [0.8, -0.6, 3.0, 0.6, 0.8, -2.0];
-        let to = from.map(|p| {
-            let (x, y) = apply(&t, p[0], p[1]);
-            [x, y]
-        });
-        let got = similarity(&from, &to);
-        for (g, w) in got.iter().zip(&t) {
-            assert!((g - w).abs() < 1e-4, "{got:?}");
-        }
-        let back = invert(&got);
-        let (x, y) = apply(&back, to[2][0], to[2][1]);
-        assert!((x - 5.0).abs() < 1e-3 && (y - 5.0).abs() < 1e-3);
-    }
-}
-
 /// Descriptions of the people in `t1.jpg`, left to right, and of its scene.
 const GROUP: [&str; 6] = [
     "A young woman with long straight light brown hair and a gentle smile, looking down at her playing cards.",
@@ -452,4 +431,26 @@ pub fn sample_photos(
         ));
     }
     Ok((photos, people))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn similarity_recovers_a_known_transform() {
+        let from = [[0.0, 0.0], [10.0, 0.0], [5.0, 5.0], [2.0, 9.0], [8.0, 9.0]];
+        let t: Affine = [0.8, -0.6, 3.0, 0.6, 0.8, -2.0];
+        let to = from.map(|p| {
+            let (x, y) = apply(&t, p[0], p[1]);
+            [x, y]
+        });
+        let got = similarity(&from, &to);
+        for (g, w) in got.iter().zip(&t) {
+            assert!((g - w).abs() < 1e-4, "{got:?}");
+        }
+        let back = invert(&got);
+        let (x, y) = apply(&back, to[2][0], to[2][1]);
+        assert!((x - 5.0).abs() < 1e-3 && (y - 5.0).abs() < 1e-3);
+    }
 }

@@ -1,0 +1,260 @@
+//! ONNX Runtime on the exported graph computes what the burn model computes: fp32 within
+//! 1e-4, fp16 within 1e-2, on random and real face inputs, for the tiny preset and for
+//! ViT-L/14 with random weights.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use half::f16;
+use sd2_models::crop::CropRecipe;
+use sd2_models::image::RgbImage;
+use sd2_models::onnx::Precision;
+use sd2_models::ort;
+use sd2_models::paths;
+use sd2_models::runtime::{self, Device as OrtDevice, SessionConfig};
+use sd2_train::clip::ClipConfig;
+use sd2_train::data::augment::AugmentConfig;
+use sd2_train::export::{ExportInfo, export};
+use sd2_train::labels::TextLabels;
+use sd2_train::loss::LossConfig;
+use sd2_train::model::{Sd2Config, Sd2Model, cosine_matrix};
+use sd2_train::tokenizer::ClipTokenizer;
+use sd2_train::train::RunConfig;
+use sd2_train::train::checkpoint::RunState;
+use sd2_train::train::step::token_tensor;
+
+/// Gives LoRA factors and every other weight some spread, so the merge is exercised.
+struct Perturb;
+
+impl ModuleMapper for Perturb {
+    fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        p.map(|t| {
+            let noise = Tensor::random(
+                t.shape(),
+                burn::tensor::Distribution::Normal(0.0, 0.05),
+                &t.device(),
+            );
+            t + noise
+        })
+    }
+}
+
+fn state(clip: ClipConfig) -> RunState {
+    let crop = CropRecipe {
+        input_size: clip.vision.image_size,
+        ..CropRecipe::default()
+    };
+    RunState {
+        step: 0,
+        epoch: 0,
+        batch: 0,
+        images: 0,
+        config: RunConfig {
+            manifest: "unused".into(),
+            image_root: None,
+            clip_checkpoint: None,
+            vocab: paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz"),
+            labels: None,
+            labels_per_type: None,
+            model: Sd2Config::new(clip),
+            loss: LossConfig::default(),
+            augment: AugmentConfig::none(),
+            crop,
+            learning_rate: 0.0,
+            weight_decay: 0.0,
+            warmup_steps: 0,
+            micro_batch: 1,
+            accumulation: 1,
+            epochs: 1,
+            max_steps: None,
+            checkpoint_every: 1,
+            keep_checkpoints: 1,
+            seed: 0,
+            workers: 1,
+            devices: vec!["flex".into()],
+        },
+    }
+}
+
+/// (logits, embedding) from burn.
+fn burn_outputs(
+    model: &Sd2Model,
+    tok: &ClipTokenizer,
+    x: &[f32],
+    n: usize,
+    side: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let device = Device::flex();
+    let pixels = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, side, side]), &device);
+    let f = model.image_features(pixels);
+    let u = model.text_features(token_tensor(
+        tok,
+        &TextLabels::default_labels().simple(),
+        &device,
+    ));
+    let logits = model.logits(f.clone(), u);
+    let [_, p] = f.dims();
+    let e = cosine_matrix(f, Tensor::eye(p, &device));
+    let v = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().unwrap();
+    (v(logits), v(e))
+}
+
+/// (logits, embedding) from ONNX Runtime.
+fn ort_outputs(
+    path: &std::path::Path,
+    x: &[f32],
+    n: usize,
+    side: usize,
+    fp16: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut s = runtime::open_session(path, OrtDevice::Cpu, SessionConfig::default(), "")
+        .unwrap()
+        .session;
+    let shape = [n, 3, side, side];
+    if fp16 {
+        let h: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
+        let t = ort::value::TensorRef::from_array_view((shape, h.as_slice())).unwrap();
+        let out = s.run(ort::inputs!["pixel_values" => t]).unwrap();
+        let get = |name: &str| {
+            out[name]
+                .try_extract_tensor::<f16>()
+                .unwrap()
+                .1
+                .iter()
+                .map(|v| v.to_f32())
+                .collect::<Vec<_>>()
+        };
+        (get("logits"), get("embedding"))
+    } else {
+        let t = ort::value::TensorRef::from_array_view((shape, x)).unwrap();
+        let out = s.run(ort::inputs!["pixel_values" => t]).unwrap();
+        let get = |name: &str| out[name].try_extract_tensor::<f32>().unwrap().1.to_vec();
+        (get("logits"), get("embedding"))
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn pattern(n: usize, seed: u64) -> Vec<f32> {
+    (0..n as u64)
+        .map(|i| (((i * 7919 + seed * 104729) % 256) as f32 - 127.5) / 64.0)
+        .collect()
+}
+
+/// Normalised crops of the sample faces, `side` pixels.
+fn real_faces(side: usize, n: usize) -> Vec<f32> {
+    let recipe = CropRecipe {
+        input_size: side,
+        ..CropRecipe::default()
+    };
+    let img = RgbImage::open(&paths::samples_dir().join("t1.jpg")).expect("run scripts/setup.sh");
+    // Boxes of three faces of t1.jpg (facenet-pytorch's, rounded).
+    let boxes = [
+        [465.0, 262.0, 570.0, 405.0],
+        [55.0, 263.0, 165.0, 397.0],
+        [908.0, 62.0, 1014.0, 202.0],
+    ];
+    let mut out = vec![0.0; n * 3 * side * side];
+    for (i, chunk) in out.chunks_mut(3 * side * side).enumerate() {
+        recipe.input_for(img.view(), boxes[i % boxes.len()], chunk);
+    }
+    out
+}
+
+fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
+    let device = Device::flex();
+    device.seed(7);
+    let st = state(clip.clone());
+    let model = Sd2Model::new(&st.config.model, &device)
+        .map(&mut Perturb)
+        .valid();
+    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).expect("run scripts/setup.sh");
+    let side = clip.vision.image_size;
+    let dir = tempfile::tempdir().unwrap();
+    let info = ExportInfo {
+        model_name: "parity".into(),
+        model_version: "1".into(),
+    };
+    for (name, x) in [
+        ("random", pattern(batch * 3 * side * side, 3)),
+        ("faces", real_faces(side, batch)),
+    ] {
+        let (want_logits, want_embedding) = burn_outputs(&model, &tok, &x, batch, side);
+        let labels = TextLabels::default_labels();
+        for (precision, tol) in [(Precision::F32, fp32_tol), (Precision::F16, fp16_tol)] {
+            let path = dir.path().join(format!("{precision:?}.onnx"));
+            if !path.exists() {
+                export(&model, &st, &labels, &tok, precision, &info)
+                    .write(&path)
+                    .unwrap();
+            }
+            let (logits, embedding) =
+                ort_outputs(&path, &x, batch, side, precision == Precision::F16);
+            // Logits are τ·cosine: compare them relative to τ.
+            let tau = model.tau().into_scalar::<f32>();
+            let dl = max_diff(&logits, &want_logits) / tau;
+            let de = max_diff(&embedding, &want_embedding);
+            eprintln!("{name} {precision:?}: logits differ by {dl:.2e}·τ, embeddings by {de:.2e}");
+            assert!(
+                dl < tol && de < tol,
+                "{name} {precision:?}: logits differ by {dl}·τ, embeddings by {de}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_preset_matches_burn_in_fp32_and_fp16() {
+    check(ClipConfig::tiny(), 3, 1e-4, 1e-2);
+}
+
+#[test]
+fn exported_metadata_carries_the_crop_recipe_and_the_types() {
+    let device = Device::flex();
+    let st = state(ClipConfig::tiny());
+    let model = Sd2Model::new(&st.config.model, &device).valid();
+    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    let info = ExportInfo {
+        model_name: "sd2-test".into(),
+        model_version: "7".into(),
+    };
+    export(
+        &model,
+        &st,
+        &TextLabels::default_labels(),
+        &tok,
+        Precision::F32,
+        &info,
+    )
+    .write(&path)
+    .unwrap();
+    let s = runtime::open_session(&path, OrtDevice::Cpu, SessionConfig::default(), "")
+        .unwrap()
+        .session;
+    let meta = s.metadata().unwrap();
+    let keys = meta.custom_keys().unwrap();
+    let map: std::collections::HashMap<String, String> = keys
+        .iter()
+        .map(|k| (k.clone(), meta.custom(k).unwrap()))
+        .collect();
+    assert_eq!(map["model_name"], "sd2-test");
+    assert_eq!(map["model_version"], "7");
+    assert_eq!(map["type_names"], "REAL,FS,FR,EFS,FE");
+    assert_eq!(CropRecipe::from_metadata(&map).unwrap(), st.config.crop);
+    let inputs: Vec<&str> = s.inputs().iter().map(|o| o.name()).collect();
+    let outputs: Vec<&str> = s.outputs().iter().map(|o| o.name()).collect();
+    assert_eq!(inputs, vec!["pixel_values"]);
+    assert_eq!(outputs, vec!["logits", "embedding"]);
+}
+
+#[test]
+fn vit_l_14_with_random_weights_matches_burn_in_fp32_and_fp16() {
+    check(ClipConfig::vit_l_14(), 1, 1e-4, 1e-2);
+}
