@@ -114,4 +114,17 @@ if ((stale)); then
   say "converting MTCNN weights to ONNX"
   cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p sd2-models --bin sd2-convert-mtcnn -- "$cache/facenet" "$mtcnn"
 fi
+# --- the demo detector and the demo video --------------------------------------------------
+# The demo detector is committed (scripts/make-demo-model.sh makes it); the demo video is
+# made here from the sample faces, with one face swapped by our code.
+mkdir -p "$cache/models"
+if ! cmp -s "$root/models/assets/sd2-demo.onnx" "$cache/models/sd2-demo.onnx"; then
+  cp "$root/models/assets/sd2-demo.onnx" "$cache/models/sd2-demo.onnx"
+fi
+demo_video=$cache/demo/faces.webm
+if [ ! -f "$demo_video" ]; then
+  say "making the demo video"
+  cargo build --quiet --release --manifest-path "$root/Cargo.toml" -p sd2-examples
+  "$root/target/release/sd2-demo-video" "$demo_video" "$cache/samples" >&2
+fi
 say "ready: $cache"

@@ -34,8 +34,13 @@ fn readme_starts_with_the_demo_and_the_test_command() {
     );
 }
 
-#[test]
-fn demo_prints_one_json_line_per_frame_with_the_faces() {
+/// The README's main command's output, run once for all the tests here.
+fn demo_lines() -> &'static [Value] {
+    static LINES: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    LINES.get_or_init(run_demo)
+}
+
+fn run_demo() -> Vec<Value> {
     let main = &readme_commands()[0];
     let out = Command::new(root().join(main))
         .current_dir(root())
@@ -46,13 +51,39 @@ fn demo_prints_one_json_line_per_frame_with_the_faces() {
         "{main} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    // 8 s at 25 fps: the astronaut for 100 frames, the six-face photo for 100.
-    assert_eq!(lines.len(), 200);
+        .collect()
+}
+
+/// Mean fake score per track over frames `range`.
+fn track_scores(lines: &[Value], range: std::ops::Range<usize>) -> Vec<(u64, f64, u64)> {
+    let mut tracks: std::collections::BTreeMap<u64, (f64, usize, u64)> = Default::default();
+    for l in &lines[range] {
+        for o in l["objects"].as_array().unwrap() {
+            let t = o["deepfake"]["track_id"].as_u64().unwrap();
+            let e = tracks
+                .entry(t)
+                .or_insert((0.0, 0, o["x"].as_u64().unwrap()));
+            e.0 += o["deepfake"]["fake_score"].as_f64().unwrap();
+            e.1 += 1;
+        }
+    }
+    tracks
+        .into_iter()
+        .filter(|(_, v)| v.1 >= 50)
+        .map(|(t, v)| (t, v.0 / v.1 as f64, v.2))
+        .collect()
+}
+
+#[test]
+fn demo_prints_one_classified_json_line_per_frame() {
+    let lines = demo_lines();
+    // 12 s at 25 fps: the astronaut for 100 frames, the six-face photo for 100, the same
+    // photo with one face swapped for 100.
+    assert_eq!(lines.len(), 300);
     let mut previous = None;
     for (i, l) in lines.iter().enumerate() {
         let ts = l["timestamp"].as_u64().expect("a timestamp");
@@ -79,6 +110,14 @@ fn demo_prints_one_json_line_per_frame_with_the_faces() {
                 objects.len()
             );
         }
+        let verdict = &l["frame_verdict"];
+        assert_eq!(
+            verdict["faces"].as_u64().unwrap() as usize,
+            objects.len(),
+            "frame {i}"
+        );
+        assert_eq!(verdict["model_name"], "sd2-demo");
+        let mut best: f64 = 0.0;
         for o in objects {
             let (x, y, w, h) = (
                 o["x"].as_u64().unwrap(),
@@ -94,9 +133,69 @@ fn demo_prints_one_json_line_per_frame_with_the_faces() {
             assert!(d["confidence"].as_f64().unwrap() > 0.9);
             let b = &d["bounding_box"];
             assert!(b["x_min"].as_f64().unwrap() < b["x_max"].as_f64().unwrap());
+            let f = &o["deepfake"];
+            let p: Vec<f64> = ["REAL", "FS", "FR", "EFS", "FE"]
+                .iter()
+                .map(|k| f[k].as_f64().unwrap())
+                .collect();
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-3, "frame {i}: {f}");
+            assert!((f["fake_score"].as_f64().unwrap() - (1.0 - p[0])).abs() < 1e-6);
+            assert!(["REAL", "FS", "FR", "EFS", "FE"].contains(&f["label"].as_str().unwrap()));
+            best = best.max(f["fake_score"].as_f64().unwrap());
         }
+        assert!(
+            (verdict["fake_score"].as_f64().unwrap() - best).abs() < 1e-6,
+            "frame {i}"
+        );
     }
-    // The astronaut drifts right: her face moves with her.
+    // The astronaut drifts right: her face moves with her, as one track.
     let x = |i: usize| lines[i]["objects"][0]["x"].as_u64().unwrap();
     assert!(x(99) > x(0) + 300, "face x from {} to {}", x(0), x(99));
+    let ids: std::collections::BTreeSet<u64> = (0..100)
+        .map(|i| {
+            lines[i]["objects"][0]["deepfake"]["track_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+}
+
+#[test]
+fn the_demo_model_flags_the_swapped_face() {
+    let lines = demo_lines();
+    // The real astronaut reads as real.
+    let real = (0..100)
+        .filter(|&i| {
+            lines[i]["objects"][0]["deepfake"]["fake_score"]
+                .as_f64()
+                .unwrap()
+                < 0.5
+        })
+        .count();
+    assert!(
+        real >= 90,
+        "the astronaut is judged real on {real} of 100 frames"
+    );
+    // The third person from the left has another's face in the last segment: that face
+    // scores higher than the same person unswapped, and above the threshold.
+    let third = |range| {
+        let mut t = track_scores(lines, range);
+        assert!(t.len() >= 6, "{t:?}");
+        t.sort_by_key(|t| t.2);
+        t[2]
+    };
+    let (before, after) = (third(100..200), third(200..300));
+    assert!(
+        after.1 > 0.5,
+        "the swapped face (track {}) scores {:.2}",
+        after.0,
+        after.1
+    );
+    assert!(
+        after.1 > before.1 + 0.2,
+        "swapped {:.2}, unswapped {:.2}",
+        after.1,
+        before.1
+    );
 }

@@ -2,10 +2,15 @@
 //!
 //! - `sd2facedetect`: finds faces (MTCNN) and attaches one `GstVideoRegionOfInterestMeta`
 //!   of type `face` per face, with a `detection` param.
+//! - `sd2deepfake`: classifies the faces with an exported SD² model, tracks them across
+//!   frames and attaches a `deepfake` param per face and a verdict per frame.
 //! - `sd2json`: writes one JSON line per frame with every face and its params.
+//! - `sd2bin`: decode, sample, detect and classify in one element.
 
 use gst::glib;
 
+mod deepfake;
+mod detectbin;
 mod device;
 mod facedetect;
 mod frame;
@@ -15,6 +20,9 @@ pub mod roi;
 pub use device::DeviceKind;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    roi::register_metas();
+    deepfake::register(plugin)?;
+    detectbin::register(plugin)?;
     facedetect::register(plugin)?;
     json::register(plugin)?;
     Ok(())

@@ -8,12 +8,69 @@
 //! and `frames_ago` (uint: 0 on frames the detector ran on, else how many frames ago it did).
 
 use gst_video::VideoRegionOfInterestMeta;
+use sd2_models::classifier::Verdict;
 use sd2_models::mtcnn::Face;
+use sd2_models::taxonomy::DeepfakeType;
 
 /// The ROI type of faces.
 pub const FACE: &str = "face";
 /// The name of the detection param.
 pub const DETECTION: &str = "detection";
+
+/// The name of the deepfake param.
+pub const DEEPFAKE: &str = "deepfake";
+/// The custom meta holding a frame's verdict.
+pub const VERDICT_META: &str = "Sd2FrameVerdictMeta";
+
+/// Registers the custom meta types (once, at plugin load).
+pub fn register_metas() {
+    if !gst::meta::CustomMeta::is_registered(VERDICT_META) {
+        gst::meta::CustomMeta::register(VERDICT_META, &[]);
+    }
+}
+
+/// The `deepfake` param of a face: `label` (`REAL`, `FS`, `FR`, `EFS`, `FE`), `label_id`,
+/// `confidence`, one probability per type under the type's name, `fake_score`
+/// (1 − p(REAL)), `model_name`, `track_id` and `frames_ago` (frames since the verdict was
+/// computed).
+pub fn deepfake_param(
+    v: &Verdict,
+    model_name: &str,
+    track_id: u64,
+    frames_ago: u32,
+) -> gst::Structure {
+    let label = v.label();
+    let mut b = gst::Structure::builder(DEEPFAKE)
+        .field("label", label.code())
+        .field("label_id", label.index() as i32)
+        .field("confidence", v.confidence() as f64);
+    for t in DeepfakeType::ALL {
+        b = b.field(t.code(), v.probabilities[t.index()] as f64);
+    }
+    b.field("fake_score", v.fake_score() as f64)
+        .field("model_name", model_name)
+        .field("track_id", track_id)
+        .field("frames_ago", frames_ago)
+        .build()
+}
+
+/// Attaches a frame's verdict: `fake` (any face judged fake), `fake_score` (the highest),
+/// `label` (of that face), `faces`, `fake_faces`, `analysed_faces`, `threshold`, `model_name`.
+pub fn set_frame_verdict(buffer: &mut gst::BufferRef, verdict: gst::Structure) {
+    if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, VERDICT_META) {
+        let s = meta.mut_structure();
+        for (k, v) in verdict.iter() {
+            s.set_value(k, v.clone());
+        }
+    }
+}
+
+/// A frame's verdict, when one is attached.
+pub fn frame_verdict(
+    buffer: &gst::BufferRef,
+) -> Option<gst::meta::MetaRef<'_, gst::meta::CustomMeta>> {
+    gst::meta::CustomMeta::from_buffer(buffer, VERDICT_META).ok()
+}
 
 /// The frame rectangle `(x, y, w, h)` in whole pixels covering `bbox`, clamped to the frame.
 pub fn pixel_rect(bbox: [f32; 4], width: u32, height: u32) -> (u32, u32, u32, u32) {

@@ -4,6 +4,7 @@
 pub use ort;
 
 pub mod atomic_write;
+pub mod classifier;
 pub mod crop;
 pub mod image;
 pub mod mtcnn;
@@ -12,3 +13,4 @@ pub mod paths;
 pub mod runtime;
 pub mod state_dict;
 pub mod taxonomy;
+pub mod tracker;

@@ -1,6 +1,8 @@
-//! Makes the demo video from the sample faces: 8 seconds of 1280×720 at 25 fps, VP8 in
+//! Makes the demo video from the sample faces: 12 seconds of 1280×720 at 25 fps, VP8 in
 //! WebM. The astronaut (scikit-image) drifts and zooms across the frame for four seconds,
-//! then the six-face photo (insightface) slowly zooms for four more.
+//! then the six-face photo (insightface) slowly zooms for four more, then the same photo
+//! zooms again for four seconds with one face swapped for another's (by
+//! `sd2_train::data::synthetic::swap`, the manipulation the demo model was trained to see).
 //!
 //!     sd2-demo-video OUTPUT.webm [SAMPLES_DIR]
 //!
@@ -11,11 +13,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use gst::prelude::*;
 use sd2_models::image::RgbImage;
+use sd2_train::data::rng::Rng;
+use sd2_train::data::synthetic;
 
 const WIDTH: usize = 1280;
 const HEIGHT: usize = 720;
 const FPS: usize = 25;
 const SEGMENT: usize = 4 * FPS;
+const SEGMENTS: usize = 3;
 
 /// Draws `src` scaled by `scale` with its top-left corner at `(x0, y0)` on a dark grey
 /// frame, sampling bilinearly.
@@ -50,7 +55,10 @@ fn compose(src: &RgbImage, scale: f32, x0: f32, y0: f32) -> Vec<u8> {
 }
 
 /// Frame `i` of the demo.
-fn frame(i: usize, astronaut: &RgbImage, group: &RgbImage) -> Vec<u8> {
+fn frame(i: usize, astronaut: &RgbImage, group: &RgbImage, swapped: &RgbImage) -> Vec<u8> {
+    if i >= 2 * SEGMENT {
+        return frame(i - SEGMENT, astronaut, swapped, swapped);
+    }
     if i < SEGMENT {
         let t = i as f32 / (SEGMENT - 1) as f32;
         let scale = (600.0 / astronaut.height as f32) * (1.0 + 0.2 * t);
@@ -68,7 +76,7 @@ fn frame(i: usize, astronaut: &RgbImage, group: &RgbImage) -> Vec<u8> {
     }
 }
 
-fn encode(out: &Path, astronaut: &RgbImage, group: &RgbImage) -> Result<()> {
+fn encode(out: &Path, astronaut: &RgbImage, group: &RgbImage, swapped: &RgbImage) -> Result<()> {
     gst::init()?;
     let tmp = out.with_extension("webm.part");
     let pipeline = gst::parse::launch(&format!(
@@ -89,8 +97,8 @@ fn encode(out: &Path, astronaut: &RgbImage, group: &RgbImage) -> Result<()> {
     src.set_caps(Some(&info.to_caps()?));
     pipeline.set_state(gst::State::Playing)?;
     let stride = info.stride()[0] as usize;
-    for i in 0..2 * SEGMENT {
-        let rgb = frame(i, astronaut, group);
+    for i in 0..SEGMENTS * SEGMENT {
+        let rgb = frame(i, astronaut, group, swapped);
         let mut buffer = gst::Buffer::with_size(info.size())?;
         {
             let b = buffer.get_mut().expect("new buffer");
@@ -132,14 +140,32 @@ fn main() -> Result<()> {
     };
     let astronaut = RgbImage::open(&samples.join("astronaut.png"))?;
     let group = RgbImage::open(&samples.join("t1.jpg"))?;
+    // The third person from the left of the group photo gets the face of the fifth.
+    let mtcnn = sd2_models::paths::model_dir().join("mtcnn");
+    let (photos, people) = synthetic::sample_photos(&samples, &mtcnn)
+        .map_err(anyhow::Error::msg)
+        .context("finding the faces to swap (run scripts/setup.sh first)")?;
+    let in_group: Vec<&synthetic::Person> = people.iter().filter(|p| p.frame == 1).collect();
+    if in_group.len() < 5 {
+        bail!("found {} faces in t1.jpg, expected six", in_group.len());
+    }
+    let (target, donor) = (in_group[2], in_group[4]);
+    let mut rng = Rng::new(5);
+    let swapped = synthetic::swap(
+        &group,
+        &target.face,
+        &photos[1].image,
+        &donor.face,
+        &mut rng,
+    );
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    encode(&out, &astronaut, &group)?;
+    encode(&out, &astronaut, &group, &swapped)?;
     println!(
         "wrote {} ({} frames of {WIDTH}x{HEIGHT} at {FPS} fps)",
         out.display(),
-        2 * SEGMENT
+        SEGMENTS * SEGMENT
     );
     Ok(())
 }

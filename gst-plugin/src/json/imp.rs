@@ -244,12 +244,13 @@ impl BaseTransformImpl for Json {
         if st.source.is_none() {
             st.source = Some(self.upstream_uri());
         }
+        let verdict = crate::roi::frame_verdict(buf);
         let line = frame_line(
             buf,
             st.width,
             st.height,
             st.source.as_deref().unwrap_or(""),
-            None,
+            verdict.as_ref().map(|m| m.structure()),
         );
         match st.writer.send(line.to_string()) {
             Some(waited) => {

@@ -136,3 +136,46 @@ pub fn run_to_eos(pipeline: &gst::Element) {
     }
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// The demo model `scripts/setup.sh` trains and exports.
+pub fn demo_model() -> PathBuf {
+    installed("models/sd2-demo.onnx")
+}
+
+/// A face's `deepfake` param, read back.
+#[derive(Debug, Clone)]
+pub struct DeepfakeParam {
+    pub label: String,
+    pub label_id: i32,
+    pub confidence: f64,
+    pub probabilities: [f64; 5],
+    pub fake_score: f64,
+    pub model_name: String,
+    pub track_id: u64,
+    pub frames_ago: u32,
+}
+
+pub fn deepfake_params(buf: &gst::BufferRef) -> Vec<Option<DeepfakeParam>> {
+    buf.iter_meta::<VideoRegionOfInterestMeta>()
+        .filter(|m| m.roi_type() == "face")
+        .map(|m| {
+            m.param("deepfake").map(|d| DeepfakeParam {
+                label: d.get("label").unwrap(),
+                label_id: d.get("label_id").unwrap(),
+                confidence: d.get("confidence").unwrap(),
+                probabilities: ["REAL", "FS", "FR", "EFS", "FE"].map(|k| d.get::<f64>(k).unwrap()),
+                fake_score: d.get("fake_score").unwrap(),
+                model_name: d.get("model_name").unwrap(),
+                track_id: d.get("track_id").unwrap(),
+                frames_ago: d.get("frames_ago").unwrap(),
+            })
+        })
+        .collect()
+}
+
+/// The frame verdict's structure.
+pub fn verdict(buf: &gst::BufferRef) -> Option<gst::Structure> {
+    gst::meta::CustomMeta::from_buffer(buf, "Sd2FrameVerdictMeta")
+        .ok()
+        .map(|m| m.structure().to_owned())
+}

@@ -122,9 +122,12 @@ struct DemoSet {
     /// Output folder (images/ and manifest.jsonl).
     #[arg(long)]
     out: PathBuf,
-    /// Crops of each type.
+    /// Crops of each manipulation type.
     #[arg(long, default_value_t = 160)]
     per_type: usize,
+    /// REAL crops per manipulation type's count (4 makes real and fake equally common).
+    #[arg(long, default_value_t = 1)]
+    real_factor: usize,
     /// Side of the crops in pixels.
     #[arg(long, default_value_t = 64)]
     size: usize,
@@ -322,12 +325,15 @@ fn main() -> Result<()> {
                 input_size: d.size,
                 ..CropRecipe::default()
             };
-            let manifest =
-                synthetic::write_set(&d.out, &photos, &people, &recipe, d.per_type, d.seed)?;
+            let size = synthetic::SetSize {
+                per_type: d.per_type,
+                real_factor: d.real_factor,
+            };
+            let manifest = synthetic::write_set(&d.out, &photos, &people, &recipe, size, d.seed)?;
             println!(
                 "wrote {} ({} crops of {} people)",
                 manifest.display(),
-                5 * d.per_type,
+                (4 + d.real_factor.max(1)) * d.per_type,
                 people.len()
             );
         }

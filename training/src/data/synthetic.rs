@@ -116,8 +116,8 @@ fn region(face: &Face, img: &RgbImage) -> (usize, usize, usize, usize) {
     (x0, y0, x1, y1)
 }
 
-/// FS: `donor`'s inner face on `target`'s frame.
-fn swap(
+/// FS: `donor`'s inner face on `target`'s frame (`rng` picks the feathering and colour match).
+pub fn swap(
     frame: &RgbImage,
     target: &Face,
     donor_frame: &RgbImage,
@@ -304,7 +304,7 @@ pub fn make_sample(
     let frame = &photos[p.frame].image;
     let other = (who + 1 + rng.below(people.len() - 1)) % people.len();
     let bbox = jitter(&p.face, rng);
-    match kind {
+    let (crop, shown) = match kind {
         DeepfakeType::Real => (recipe.crop(frame.view(), bbox), who),
         DeepfakeType::FaceSwap => {
             let d = &people[other];
@@ -321,17 +321,28 @@ pub fn make_sample(
             (synthesise(&a, &b, rng), who)
         }
         DeepfakeType::FaceEditing => (recipe.crop(edit(frame, &p.face, rng).view(), bbox), who),
-    }
+    };
+    (crop, shown)
 }
 
-/// Writes `per_type` crops of each type under `out/images/` and `out/manifest.jsonl`; a
-/// quarter of each type is the test split.
+/// How many crops of each kind.
+#[derive(Clone, Copy, Debug)]
+pub struct SetSize {
+    /// Crops of each manipulation type.
+    pub per_type: usize,
+    /// REAL crops per manipulation type's count: 1 balances the five types, 4 makes real
+    /// and fake faces equally common.
+    pub real_factor: usize,
+}
+
+/// Writes the crops under `out/images/` and `out/manifest.jsonl`; a quarter of each type
+/// is the test split.
 pub fn write_set(
     out: &Path,
     photos: &[Photo],
     people: &[Person],
     recipe: &CropRecipe,
-    per_type: usize,
+    size: SetSize,
     seed: u64,
 ) -> std::io::Result<PathBuf> {
     assert!(people.len() >= 2, "a swap needs two people");
@@ -339,7 +350,12 @@ pub fn write_set(
     for kind in DeepfakeType::ALL {
         let dir = out.join("images").join(kind.code());
         std::fs::create_dir_all(&dir)?;
-        for i in 0..per_type {
+        let count = if kind == DeepfakeType::Real {
+            size.per_type * size.real_factor.max(1)
+        } else {
+            size.per_type
+        };
+        for i in 0..count {
             let mut rng = Rng::keyed(seed, &[kind.index() as u64, i as u64]);
             let (crop, who) = make_sample(kind, photos, people, recipe, &mut rng);
             let rel = format!("images/{}/{i:05}.png", kind.code());

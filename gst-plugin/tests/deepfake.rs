@@ -1,0 +1,307 @@
+//! `sd2deepfake`: a verdict per face and per frame, tracks, intervals, batching across
+//! frames, alerts, events, and its error paths.
+
+mod common;
+
+use common::*;
+use gst::prelude::*;
+use gst_check::Harness;
+use sd2_models::image::RgbImage;
+
+fn harness(extra: &str, img: &RgbImage) -> Harness {
+    init();
+    let mut h = Harness::new_parse(&format!(
+        "sd2facedetect ! sd2deepfake model={} {extra}",
+        demo_model().display()
+    ));
+    h.set_src_caps(rgb_caps(img));
+    h
+}
+
+#[test]
+fn every_face_gets_a_deepfake_param_and_the_frame_a_verdict() {
+    let img = sample("t1.jpg");
+    let mut h = harness("", &img);
+    let out = h.push_and_pull(rgb_buffer(&img, 0)).unwrap();
+    let params = deepfake_params(&out);
+    assert_eq!(params.len(), 6);
+    let names = ["REAL", "FS", "FR", "EFS", "FE"];
+    for p in params
+        .iter()
+        .map(|p| p.as_ref().expect("every face classified"))
+    {
+        let sum: f64 = p.probabilities.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{p:?}");
+        let best = (0..5)
+            .max_by(|&a, &b| p.probabilities[a].total_cmp(&p.probabilities[b]))
+            .unwrap();
+        assert_eq!((p.label.as_str(), p.label_id), (names[best], best as i32));
+        assert!((p.confidence - p.probabilities[best]).abs() < 1e-6);
+        assert!((p.fake_score - (1.0 - p.probabilities[0])).abs() < 1e-6);
+        assert_eq!(p.model_name, "sd2-demo");
+        assert_eq!(p.frames_ago, 0);
+    }
+    let v = verdict(&out).expect("a frame verdict");
+    assert_eq!(v.get::<u32>("faces").unwrap(), 6);
+    assert_eq!(v.get::<u32>("analysed_faces").unwrap(), 6);
+    let max = params
+        .iter()
+        .flatten()
+        .map(|p| p.fake_score)
+        .fold(0.0, f64::max);
+    assert!((v.get::<f64>("fake_score").unwrap() - max).abs() < 1e-9);
+    let fakes = params
+        .iter()
+        .flatten()
+        .filter(|p| p.fake_score > 0.5)
+        .count() as u32;
+    assert_eq!(v.get::<u32>("fake_faces").unwrap(), fakes);
+    assert_eq!(v.get::<bool>("fake").unwrap(), fakes > 0);
+}
+
+#[test]
+fn faces_keep_their_track_ids_across_frames() {
+    let img = sample("t1.jpg");
+    let mut h = harness("", &img);
+    let ids = |h: &mut Harness, t| {
+        let mut v: Vec<u64> = deepfake_params(&h.push_and_pull(rgb_buffer(&img, t)).unwrap())
+            .into_iter()
+            .map(|p| p.unwrap().track_id)
+            .collect();
+        v.sort();
+        v
+    };
+    let first = ids(&mut h, 0);
+    assert_eq!(first, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(ids(&mut h, 40), first);
+    assert_eq!(ids(&mut h, 80), first);
+}
+
+#[test]
+fn reclassify_interval_carries_each_tracks_verdict_in_between() {
+    let img = sample("astronaut.png");
+    let mut h = harness("reclassify-interval=3 smoothing=0", &img);
+    let mut ages = Vec::new();
+    let mut scores = Vec::new();
+    for i in 0..7 {
+        let p = deepfake_params(&h.push_and_pull(rgb_buffer(&img, i * 40)).unwrap())[0]
+            .clone()
+            .unwrap();
+        ages.push(p.frames_ago);
+        scores.push(p.fake_score);
+    }
+    assert_eq!(ages, vec![0, 1, 2, 0, 1, 2, 0]);
+    // The same frame gives the same verdict; carried verdicts are the computed ones.
+    assert!(
+        scores.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-5),
+        "{scores:?}"
+    );
+}
+
+#[test]
+fn inference_interval_limits_which_frames_reclassify() {
+    let img = sample("astronaut.png");
+    let mut h = harness("inference-interval=4", &img);
+    let ages: Vec<u32> = (0..9)
+        .map(|i| {
+            deepfake_params(&h.push_and_pull(rgb_buffer(&img, i * 40)).unwrap())[0]
+                .clone()
+                .unwrap()
+                .frames_ago
+        })
+        .collect();
+    assert_eq!(ages, vec![0, 1, 2, 3, 0, 1, 2, 3, 0]);
+}
+
+#[test]
+fn a_track_turning_fake_posts_one_alert() {
+    let img = sample("t1.jpg");
+    let mut h = harness("threshold=0", &img);
+    let bus = gst::Bus::new();
+    h.find_element("sd2deepfake").unwrap().set_bus(Some(&bus));
+    for i in 0..3 {
+        let out = h.push_and_pull(rgb_buffer(&img, i * 40)).unwrap();
+        assert!(verdict(&out).unwrap().get::<bool>("fake").unwrap());
+    }
+    let mut alerts = Vec::new();
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Element(e) = msg.view()
+            && let Some(s) = e.structure().filter(|s| s.name() == "sd2-deepfake-alert")
+        {
+            alerts.push(s.get::<u64>("track_id").unwrap());
+            assert!(s.get::<f64>("fake_score").unwrap() > 0.0);
+            assert!(s.get::<f64>("x_min").unwrap() < s.get::<f64>("x_max").unwrap());
+        }
+    }
+    alerts.sort();
+    assert_eq!(
+        alerts,
+        vec![1, 2, 3, 4, 5, 6],
+        "one alert per track, on the frame it turned fake"
+    );
+}
+
+#[test]
+fn frames_without_faces_get_a_real_verdict() {
+    init();
+    let mut h = Harness::new_parse(&format!(
+        "sd2facedetect ! sd2deepfake model={}",
+        demo_model().display()
+    ));
+    h.add_src_parse(
+        "videotestsrc pattern=ball ! capsfilter caps=video/x-raw,format=I420,width=320,height=240",
+        false,
+    );
+    h.push_from_src().unwrap();
+    let out = h.pull().unwrap();
+    assert!(deepfake_params(&out).is_empty());
+    let v = verdict(&out).unwrap();
+    assert_eq!(
+        (
+            v.get::<bool>("fake").unwrap(),
+            v.get::<u32>("faces").unwrap()
+        ),
+        (false, 0)
+    );
+}
+
+#[test]
+fn batching_across_frames_keeps_order_and_results() {
+    let img = sample("t1.jpg");
+    let scores = |batch: u32| -> Vec<(u64, Vec<f64>)> {
+        let mut h = harness(&format!("batch-size={batch} smoothing=0"), &img);
+        for i in 0..5 {
+            h.push(rgb_buffer(&img, i * 40)).unwrap();
+        }
+        h.push_event(gst::event::Eos::new());
+        (0..5)
+            .map(|_| {
+                let b = h.pull().unwrap();
+                let mut s: Vec<f64> = deepfake_params(&b)
+                    .into_iter()
+                    .map(|p| p.unwrap().fake_score)
+                    .collect();
+                s.sort_by(f64::total_cmp);
+                (b.pts().unwrap().mseconds(), s)
+            })
+            .collect()
+    };
+    let one = scores(1);
+    let many = scores(8);
+    assert_eq!(
+        one.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![0, 40, 80, 120, 160]
+    );
+    for ((t1, a), (t2, b)) in one.iter().zip(&many) {
+        assert_eq!(t1, t2, "order kept");
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                (x - y).abs() < 1e-4,
+                "batched and single results differ: {x} {y}"
+            );
+        }
+    }
+}
+
+#[test]
+fn frames_waiting_for_a_batch_go_out_before_eos_and_are_dropped_by_a_flush() {
+    let img = sample("astronaut.png");
+    let mut h = harness("batch-size=16", &img);
+    for i in 0..3 {
+        h.push(rgb_buffer(&img, i * 40)).unwrap();
+    }
+    assert_eq!(h.buffers_in_queue(), 0, "held for the batch");
+    h.push_event(gst::event::FlushStart::new());
+    h.push_event(gst::event::FlushStop::new(true));
+    assert_eq!(h.buffers_in_queue(), 0, "a flush drops what waits");
+    let seg = gst::FormattedSegment::<gst::ClockTime>::new();
+    h.push_event(gst::event::Segment::new(&seg));
+    for i in 0..2 {
+        h.push(rgb_buffer(&img, i * 40)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    assert_eq!(h.buffers_in_queue(), 2, "EOS sends what waits");
+    let p = deepfake_params(&h.pull().unwrap())[0].clone().unwrap();
+    assert!(p.track_id > 1, "the flush forgot the old tracks");
+}
+
+#[test]
+fn faces_attached_by_another_element_are_classified() {
+    init();
+    let img = sample("astronaut.png");
+    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
+    h.set_src_caps(rgb_caps(&img));
+    let mut buf = rgb_buffer(&img, 0);
+    gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "face", (181, 62, 87, 110));
+    gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "car", (0, 0, 50, 50));
+    let out = h.push_and_pull(buf).unwrap();
+    let params = deepfake_params(&out);
+    assert_eq!(params.len(), 1, "only faces are classified");
+    assert!(params[0].is_some());
+}
+
+fn launch(line: &str) -> gst::Element {
+    init();
+    gst::parse::launch(line).unwrap()
+}
+
+#[test]
+fn a_missing_model_fails_the_state_change_naming_the_file() {
+    let p =
+        launch("videotestsrc num-buffers=1 ! sd2deepfake model=/nonexistent/sd2.onnx ! fakesink");
+    let err = start_error(&p).expect("an error");
+    assert!(
+        err.contains("/nonexistent/sd2.onnx does not exist") && err.contains("sd2-train export"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_that_is_not_an_sd2_model_fails_saying_what_was_expected() {
+    let pnet = installed("models/mtcnn/pnet.onnx");
+    let p = launch(&format!(
+        "videotestsrc num-buffers=1 ! sd2deepfake model={} ! fakesink",
+        pnet.display()
+    ));
+    let err = start_error(&p).expect("an error");
+    assert!(
+        err.contains("pnet.onnx") && err.contains("pixel_values"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_model_without_the_crop_recipe_is_refused() {
+    // An SD² graph whose metadata lacks the recipe: rewrite the demo model without metadata.
+    let bytes = std::fs::read(demo_model()).unwrap();
+    let needle = b"crop_scale";
+    let pos = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("recipe in the metadata");
+    let mut broken = bytes.clone();
+    broken[pos..pos + needle.len()].copy_from_slice(b"crop_scalX");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("norecipe.onnx");
+    std::fs::write(&path, broken).unwrap();
+    let p = launch(&format!(
+        "videotestsrc num-buffers=1 ! sd2deepfake model={} ! fakesink",
+        path.display()
+    ));
+    let err = start_error(&p).expect("an error");
+    assert!(
+        err.contains("norecipe.onnx") && err.contains("`crop_scale` is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn device_cuda_without_cuda_fails_the_state_change() {
+    let p = launch(&format!(
+        "videotestsrc num-buffers=1 ! sd2deepfake device=cuda model={} ! fakesink",
+        demo_model().display()
+    ));
+    let err = start_error(&p).expect("an error");
+    assert!(err.contains("CUDA cannot be used"), "{err}");
+}

@@ -1,0 +1,258 @@
+//! The exported SD² model on ONNX Runtime: faces in, a verdict per face out.
+//!
+//! The model contract (written by `sd2-train export`): input `pixel_values` f32 or f16
+//! `[N, 3, S, S]`; outputs `logits` `[N, 5]` (REAL, FS, FR, EFS, FE) and `embedding`
+//! `[N, E]`; `metadata_props` with the crop recipe (`input_size`, `crop_scale`, `mean`,
+//! `std`, `crop_filter`), `type_names` = `REAL,FS,FR,EFS,FE` and `model_name`. Faces are
+//! cropped with the recipe the model records, so inference prepares them as training did.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use half::f16;
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use crate::crop::CropRecipe;
+use crate::image::RgbView;
+use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig, TensorSpec};
+use crate::taxonomy::DeepfakeType;
+
+/// What the model says about one face.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    /// One probability per type, in [`DeepfakeType::ALL`] order.
+    pub probabilities: [f32; DeepfakeType::COUNT],
+}
+
+impl Verdict {
+    pub fn from_logits(logits: &[f32]) -> Self {
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f32> = logits.iter().map(|l| (l - m).exp()).collect();
+        let sum: f32 = e.iter().sum();
+        Verdict {
+            probabilities: std::array::from_fn(|i| e[i] / sum),
+        }
+    }
+
+    /// The most probable type (a face is fake when it is not REAL, paper §5.1).
+    pub fn label(&self) -> DeepfakeType {
+        let best = (0..DeepfakeType::COUNT)
+            .max_by(|&a, &b| self.probabilities[a].total_cmp(&self.probabilities[b]))
+            .unwrap_or(0);
+        DeepfakeType::ALL[best]
+    }
+
+    pub fn confidence(&self) -> f32 {
+        self.probabilities[self.label().index()]
+    }
+
+    /// 1 − p(REAL).
+    pub fn fake_score(&self) -> f32 {
+        1.0 - self.probabilities[0]
+    }
+}
+
+/// An SD² model loaded for inference.
+pub struct DeepfakeModel {
+    session: Session,
+    path: PathBuf,
+    recipe: CropRecipe,
+    half: bool,
+    name: String,
+    version: String,
+    placement: Placement,
+    fallback_reason: Option<String>,
+}
+
+impl std::fmt::Debug for DeepfakeModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeepfakeModel")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("recipe", &self.recipe)
+            .field("half", &self.half)
+            .field("placement", &self.placement)
+            .finish_non_exhaustive()
+    }
+}
+
+fn contract(path: &Path, problems: impl Into<String>) -> RuntimeError {
+    RuntimeError::Contract {
+        path: path.to_owned(),
+        problems: problems.into(),
+    }
+}
+
+impl DeepfakeModel {
+    /// Loads `path` and checks it against the model contract.
+    pub fn load(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
+        let loaded = runtime::open_session(
+            path,
+            device,
+            config,
+            " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)",
+        )?;
+        let session = loaded.session;
+        let input = session
+            .inputs()
+            .iter()
+            .find(|o| o.name() == "pixel_values")
+            .ok_or_else(|| {
+                contract(
+                    path,
+                    "no input named `pixel_values` (expected f32 or f16 [N,3,S,S])",
+                )
+            })?;
+        let half = matches!(
+            input.dtype(),
+            ValueType::Tensor {
+                ty: TensorElementType::Float16,
+                ..
+            }
+        );
+        let elem = if half {
+            TensorElementType::Float16
+        } else {
+            TensorElementType::Float32
+        };
+        let spec = |name: &'static str, dims: &[Option<i64>]| TensorSpec {
+            name,
+            elem,
+            dims: dims.to_vec(),
+        };
+        let meta = session
+            .metadata()
+            .map_err(|e| contract(path, format!("cannot read metadata: {e}")))?;
+        let keys = meta.custom_keys().unwrap_or_default();
+        let map: HashMap<String, String> = keys
+            .iter()
+            .filter_map(|k| meta.custom(k).map(|v| (k.clone(), v)))
+            .collect();
+        drop(meta);
+        let recipe = CropRecipe::from_metadata(&map)
+            .map_err(|e| contract(path, format!("metadata: {e}")))?;
+        let s = recipe.input_size as i64;
+        runtime::check_contract(
+            path,
+            &session,
+            &[spec("pixel_values", &[None, Some(3), Some(s), Some(s)])],
+            &[
+                spec("logits", &[None, Some(DeepfakeType::COUNT as i64)]),
+                spec("embedding", &[None, None]),
+            ],
+        )?;
+        let want_types = DeepfakeType::ALL.map(|t| t.code()).join(",");
+        match map.get("type_names") {
+            Some(t) if *t == want_types => {}
+            Some(t) => {
+                return Err(contract(
+                    path,
+                    format!("metadata `type_names` is `{t}`, expected `{want_types}`"),
+                ));
+            }
+            None => {
+                return Err(contract(
+                    path,
+                    format!("metadata entry `type_names` is missing (expected `{want_types}`)"),
+                ));
+            }
+        }
+        Ok(DeepfakeModel {
+            session,
+            path: path.to_owned(),
+            recipe,
+            half,
+            name: map
+                .get("model_name")
+                .cloned()
+                .unwrap_or_else(|| "sd2".into()),
+            version: map.get("model_version").cloned().unwrap_or_default(),
+            placement: loaded.placement,
+            fallback_reason: loaded.fallback_reason,
+        })
+    }
+
+    pub fn recipe(&self) -> &CropRecipe {
+        &self.recipe
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback_reason.as_deref()
+    }
+
+    /// Values per face input: `3 · S · S`.
+    pub fn input_len(&self) -> usize {
+        3 * self.recipe.input_size * self.recipe.input_size
+    }
+
+    /// Writes the model input of one face of `img` into `out` (`input_len()` values).
+    pub fn prepare(&self, img: RgbView<'_>, bbox: [f32; 4], out: &mut [f32]) {
+        self.recipe.input_for(img, bbox, out);
+    }
+
+    /// Runs prepared inputs (`n · input_len()` values) and returns a verdict per face.
+    pub fn classify(&mut self, inputs: &[f32]) -> Result<Vec<Verdict>, RuntimeError> {
+        let per = self.input_len();
+        let n = inputs.len() / per;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let s = self.recipe.input_size;
+        let shape = [n, 3, s, s];
+        let fail = |e: ort::Error| RuntimeError::Ort(format!("{}: {e}", self.path.display()));
+        let logits: Vec<f32> = if self.half {
+            let h: Vec<f16> = inputs.iter().map(|v| f16::from_f32(*v)).collect();
+            let t = TensorRef::from_array_view((shape, h.as_slice())).map_err(fail)?;
+            let out = self
+                .session
+                .run(ort::inputs!["pixel_values" => t])
+                .map_err(fail)?;
+            let (_, l) = out["logits"].try_extract_tensor::<f16>().map_err(fail)?;
+            l.iter().map(|v| v.to_f32()).collect()
+        } else {
+            let t = TensorRef::from_array_view((shape, &inputs[..n * per])).map_err(fail)?;
+            let out = self
+                .session
+                .run(ort::inputs!["pixel_values" => t])
+                .map_err(fail)?;
+            let (_, l) = out["logits"].try_extract_tensor::<f32>().map_err(fail)?;
+            l.to_vec()
+        };
+        Ok(logits
+            .chunks(DeepfakeType::COUNT)
+            .map(Verdict::from_logits)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_from_logits() {
+        let v = Verdict::from_logits(&[0.0, 2.0, 0.0, 0.0, 0.0]);
+        assert_eq!(v.label(), DeepfakeType::FaceSwap);
+        assert!((v.probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        let e2 = 2f32.exp();
+        assert!((v.confidence() - e2 / (e2 + 4.0)).abs() < 1e-6);
+        assert!((v.fake_score() - (1.0 - 1.0 / (e2 + 4.0))).abs() < 1e-6);
+        assert_eq!(
+            Verdict::from_logits(&[5.0, 0.0, 0.0, 0.0, 0.0]).label(),
+            DeepfakeType::Real
+        );
+    }
+}
