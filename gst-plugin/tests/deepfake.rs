@@ -305,3 +305,18 @@ fn device_cuda_without_cuda_fails_the_state_change() {
     let err = start_error(&p).expect("an error");
     assert!(err.contains("CUDA cannot be used"), "{err}");
 }
+
+#[test]
+fn a_caps_change_mid_stream_is_followed() {
+    let astronaut = sample("astronaut.png");
+    let group = sample("t1.jpg");
+    let mut h = harness("", &astronaut);
+    assert_eq!(
+        deepfake_params(&h.push_and_pull(rgb_buffer(&astronaut, 0)).unwrap()).len(),
+        1
+    );
+    h.set_src_caps(rgb_caps(&group));
+    let params = deepfake_params(&h.push_and_pull(rgb_buffer(&group, 40)).unwrap());
+    assert_eq!(params.len(), 6);
+    assert!(params.iter().all(Option::is_some));
+}

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use gst::prelude::*;
 
 fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
@@ -78,4 +79,51 @@ fn an_unwritable_location_fails_the_state_change_naming_it() {
         err.contains("cannot open /nonexistent-dir/out.jsonl for writing"),
         "{err}"
     );
+}
+
+#[test]
+fn a_slow_output_is_reported_and_loses_nothing() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("slow.jsonl");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A reader that takes a line, stalls for two seconds, then reads the rest.
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(std::fs::File::open(reader_path).unwrap()).lines();
+        let first = lines.next();
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        first.into_iter().chain(lines).count()
+    });
+    let p = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=3000 ! video/x-raw,width=32,height=32,framerate=1000/1 ! sd2json location={} ! fakesink",
+        fifo.display()
+    ))
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let mut warned = false;
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(60))
+            .expect("the pipeline ends");
+        match msg.view() {
+            gst::MessageView::Warning(w) => {
+                warned |= w.error().to_string().contains("slower than the stream")
+            }
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            _ => {}
+        }
+    }
+    p.set_state(gst::State::Null).unwrap();
+    assert!(warned, "a warning says the output is behind");
+    assert_eq!(reader.join().unwrap(), 3000, "every line arrives");
 }
