@@ -13,7 +13,7 @@ use sd2_models::paths;
 use sd2_models::runtime::{self, Device as OrtDevice, SessionConfig};
 use sd2_train::clip::ClipConfig;
 use sd2_train::data::augment::AugmentConfig;
-use sd2_train::export::{ExportInfo, export};
+use sd2_train::export::{ExportInfo, Variant, export};
 use sd2_train::labels::TextLabels;
 use sd2_train::loss::LossConfig;
 use sd2_train::model::{Sd2Config, Sd2Model, cosine_matrix};
@@ -189,7 +189,11 @@ fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
         for (precision, tol) in [(Precision::F32, fp32_tol), (Precision::F16, fp16_tol)] {
             let path = dir.path().join(format!("{precision:?}.onnx"));
             if !path.exists() {
-                export(&model, &st, &labels, &tok, precision, &info)
+                let variant = Variant {
+                    precision,
+                    fused: false,
+                };
+                export(&model, &st, &labels, &tok, variant, &info)
                     .write(&path)
                     .unwrap();
             }
@@ -225,12 +229,16 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
         model_name: "sd2-test".into(),
         model_version: "7".into(),
     };
+    let variant = Variant {
+        precision: Precision::F32,
+        fused: false,
+    };
     export(
         &model,
         &st,
         &TextLabels::default_labels(),
         &tok,
-        Precision::F32,
+        variant,
         &info,
     )
     .write(&path)
@@ -257,4 +265,62 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
 #[test]
 fn vit_l_14_with_random_weights_matches_burn_in_fp32_and_fp16() {
     check(ClipConfig::vit_l_14(), 1, 1e-4, 1e-2);
+}
+
+#[test]
+fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
+    let device = Device::flex();
+    device.seed(11);
+    let st = state(ClipConfig::tiny());
+    let model = Sd2Model::new(&st.config.model, &device)
+        .map(&mut Perturb)
+        .valid();
+    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let info = ExportInfo {
+        model_name: "fused".into(),
+        model_version: "1".into(),
+    };
+    let side = 64;
+    let x = real_faces(side, 3);
+    let mut outs = Vec::new();
+    for fused in [false, true] {
+        let path = dir.path().join(format!("{fused}.onnx"));
+        let variant = Variant {
+            precision: Precision::F32,
+            fused,
+        };
+        export(
+            &model,
+            &st,
+            &TextLabels::default_labels(),
+            &tok,
+            variant,
+            &info,
+        )
+        .write(&path)
+        .unwrap();
+        outs.push(ort_outputs(&path, &x, 3, side, false));
+    }
+    let (want, _) = burn_outputs(&model, &tok, &x, 3, side);
+    let tau = model.tau().into_scalar::<f32>();
+    let d = max_diff(&outs[0].0, &outs[1].0) / tau;
+    eprintln!("fused vs standard: logits differ by {d:.2e}·τ");
+    assert!(d < 1e-4, "fused and standard graphs differ by {d}·τ");
+    assert!(max_diff(&outs[1].0, &want) / tau < 1e-4);
+    assert!(max_diff(&outs[0].1, &outs[1].1) < 1e-4);
+    // The fused graph does use the contrib operators.
+    let bytes = std::fs::read(dir.path().join("true.onnx")).unwrap();
+    for op in [
+        "MultiHeadAttention",
+        "SkipLayerNormalization",
+        "QuickGelu",
+        "BiasGelu",
+        "com.microsoft",
+    ] {
+        assert!(
+            bytes.windows(op.len()).any(|w| w == op.as_bytes()),
+            "{op} missing"
+        );
+    }
 }

@@ -215,6 +215,25 @@ impl Graph {
         self.push_node("", op, inputs, &[output.to_owned()], attrs);
     }
 
+    /// Adds a node in `domain` with the given output names; an empty name leaves an
+    /// optional output out.
+    pub fn node_outputs(
+        &mut self,
+        domain: &str,
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<Attr>,
+    ) {
+        let outs: Vec<String> = outputs.iter().map(|s| (*s).to_owned()).collect();
+        self.push_node(domain, op, inputs, &outs, attrs);
+    }
+
+    /// A fresh value name for `op`'s output.
+    pub fn fresh_name(&mut self, op: &str) -> String {
+        self.fresh(op)
+    }
+
     /// Adds a node with `n` outputs, in `domain` (`""` for the ONNX default domain).
     pub fn node_multi(
         &mut self,

@@ -65,6 +65,11 @@ struct Export {
     /// Store weights and compute in float16 (input and outputs float16 too).
     #[arg(long)]
     fp16: bool,
+    /// Use ONNX Runtime's fused contrib operators (MultiHeadAttention with flash attention
+    /// on CUDA, SkipLayerNormalization, QuickGelu, BiasGelu); the default graph uses
+    /// standard operators only and runs on any ONNX runtime.
+    #[arg(long)]
+    fused: bool,
     /// Name recorded in the model (and in every verdict the element attaches).
     #[arg(long, default_value = "sd2")]
     name: String,
@@ -435,6 +440,10 @@ fn main() -> Result<()> {
             } else {
                 sd2_models::onnx::Precision::F32
             };
+            let variant = sd2_train::export::Variant {
+                precision,
+                fused: x.fused,
+            };
             let info = sd2_train::export::ExportInfo {
                 model_name: x.name.clone(),
                 model_version: x
@@ -442,7 +451,7 @@ fn main() -> Result<()> {
                     .clone()
                     .unwrap_or_else(|| format!("step-{}", state.step)),
             };
-            sd2_train::export::export(&model, &state, &labels, &tok, precision, &info)
+            sd2_train::export::export(&model, &state, &labels, &tok, variant, &info)
                 .write(&x.out)
                 .with_context(|| format!("writing {}", x.out.display()))?;
             println!(

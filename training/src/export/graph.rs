@@ -169,3 +169,106 @@ impl Builder {
         self.data_type()
     }
 }
+
+/// ONNX Runtime's contrib operators (`com.microsoft`), which its CUDA provider runs as
+/// fused kernels (flash attention among them) and its CPU provider also implements.
+pub const MS: &str = "com.microsoft";
+
+impl Builder {
+    /// Self-attention as one `MultiHeadAttention` node over a packed Q/K/V projection; the
+    /// output projection's bias is left for the caller to fuse (`[N, T, D]` without it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_fused(
+        &mut self,
+        x: &str,
+        name: &str,
+        heads: usize,
+        width: usize,
+        q: (&[f32], &[f32]),
+        k: (&[f32], &[f32]),
+        v: (&[f32], &[f32]),
+        o: &[f32],
+    ) -> String {
+        // Pack [D, D] × 3 into [D, 3D], row by row.
+        let mut w = Vec::with_capacity(3 * width * width);
+        for r in 0..width {
+            for part in [q.0, k.0, v.0] {
+                w.extend_from_slice(&part[r * width..(r + 1) * width]);
+            }
+        }
+        let bias: Vec<f32> = [q.1, k.1, v.1].concat();
+        let wn = self.weight(&format!("{name}.qkv.weight"), &[width, 3 * width], &w);
+        let bn = self.weight(&format!("{name}.qkv.bias"), &[3 * width], &bias);
+        let qkv = self.g.node("MatMul", &[x, &wn], vec![]);
+        let sizes = self
+            .g
+            .int64s(&format!("{name}.split"), &[3], &[width as i64; 3]);
+        let parts: Vec<String> = (0..3).map(|_| self.g.fresh_name("split")).collect();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        self.g.node_outputs(
+            "",
+            "Split",
+            &[&qkv, &sizes],
+            &refs,
+            vec![Attr::Int("axis", -1)],
+        );
+        let ctx = self.g.fresh_name("mha");
+        self.g.node_outputs(
+            MS,
+            "MultiHeadAttention",
+            &[&parts[0], &parts[1], &parts[2], &bn],
+            &[&ctx],
+            vec![Attr::Int("num_heads", heads as i64)],
+        );
+        let on = self.weight(&format!("{name}.out_proj.weight"), &[width, width], o);
+        self.g.node("MatMul", &[&ctx, &on], vec![])
+    }
+
+    /// `SkipLayerNormalization`: returns (LayerNorm(input + skip + bias), input + skip + bias).
+    pub fn skip_layer_norm(
+        &mut self,
+        input: &str,
+        skip: &str,
+        name: &str,
+        gamma: &[f32],
+        beta: &[f32],
+        bias: &[f32],
+    ) -> (String, String) {
+        let g = self.weight(&format!("{name}.gamma"), &[gamma.len()], gamma);
+        let b = self.weight(&format!("{name}.beta"), &[beta.len()], beta);
+        let bias = self.weight(&format!("{name}.skip_bias"), &[bias.len()], bias);
+        let (y, sum) = (self.g.fresh_name("skipln"), self.g.fresh_name("residual"));
+        self.g.node_outputs(
+            MS,
+            "SkipLayerNormalization",
+            &[input, skip, &g, &b, &bias],
+            &[&y, "", "", &sum],
+            vec![Attr::Float("epsilon", self.eps)],
+        );
+        (y, sum)
+    }
+
+    /// `QuickGelu(x + b)` from the contrib operators.
+    pub fn bias_quick_gelu(&mut self, x: &str, name: &str, bias: &[f32]) -> String {
+        let b = self.weight(&format!("{name}.bias"), &[bias.len()], bias);
+        let y = self.g.node("Add", &[x, &b], vec![]);
+        let out = self.g.fresh_name("quick_gelu");
+        self.g.node_outputs(
+            MS,
+            "QuickGelu",
+            &[&y],
+            &[&out],
+            vec![Attr::Float("alpha", 1.702)],
+        );
+        out
+    }
+
+    /// `BiasGelu(x, b)`: exact GELU of `x + b`.
+    pub fn bias_gelu(&mut self, x: &str, name: &str, bias: &[f32]) -> String {
+        let b = self.weight(&format!("{name}.bias"), &[bias.len()], bias);
+        let out = self.g.fresh_name("bias_gelu");
+        self.g
+            .node_outputs(MS, "BiasGelu", &[x, &b], &[&out], vec![]);
+        out
+    }
+}

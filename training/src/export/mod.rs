@@ -68,15 +68,26 @@ pub struct ExportInfo {
     pub model_version: String,
 }
 
+/// Which graph to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub precision: Precision,
+    /// ONNX Runtime's fused contrib operators (`com.microsoft` `MultiHeadAttention`,
+    /// `SkipLayerNormalization`, `QuickGelu`, `BiasGelu`) instead of standard operators
+    /// only. The standard graph runs anywhere; the fused one on ONNX Runtime.
+    pub fused: bool,
+}
+
 /// The ONNX model of `model`'s image side at `precision`.
 pub fn export(
     model: &Sd2Model,
     state: &RunState,
     labels: &TextLabels,
     tok: &ClipTokenizer,
-    precision: Precision,
+    variant: Variant,
     info: &ExportInfo,
 ) -> Model {
+    let precision = variant.precision;
     let config = &state.config.model;
     let c = &config.clip;
     let (d, p) = (c.vision.hidden_size, c.projection_dim);
@@ -170,40 +181,104 @@ pub fn export(
         b.g.int64s("cls_axis", &[1], &[1]),
     );
     let mut layer_cls = Vec::new();
-    for (i, layer) in vm.encoder.layers.iter().enumerate() {
-        let name = format!("layers.{i}");
-        let (g1, b1) = ln(&layer.layer_norm1);
-        let h = b.layer_norm(&xs, &format!("{name}.layer_norm1"), &g1, &b1);
-        let a = attention(
-            &mut b,
-            &h,
-            &format!("{name}.self_attn"),
-            &layer.self_attn,
-            d,
-        );
-        xs = b.g.node("Add", &[&xs, &a], vec![]);
-        let (g2, b2) = ln(&layer.layer_norm2);
-        let h = b.layer_norm(&xs, &format!("{name}.layer_norm2"), &g2, &b2);
-        let inter = c.vision.intermediate_size;
-        let fc1b = values(layer.mlp.fc1.bias.as_ref().expect("bias").val());
-        let h = b.linear(
-            &h,
-            &format!("{name}.mlp.fc1"),
-            &values(layer.mlp.fc1.weight.val()),
-            [d, inter],
-            Some(&fc1b),
-        );
-        let h = b.quick_gelu(&h);
-        let fc2b = values(layer.mlp.fc2.bias.as_ref().expect("bias").val());
-        let h = b.linear(
-            &h,
-            &format!("{name}.mlp.fc2"),
-            &values(layer.mlp.fc2.weight.val()),
-            [inter, d],
-            Some(&fc2b),
-        );
-        xs = b.g.node("Add", &[&xs, &h], vec![]);
-        layer_cls.push(b.g.node("Slice", &[&xs, &cls_start, &cls_end, &cls_axis], vec![]));
+    let inter = c.vision.intermediate_size;
+    let bias_of = |l: &burn::nn::Linear| values(l.bias.as_ref().expect("bias").val());
+    if variant.fused {
+        // LayerNorm → attention → SkipLayerNorm (residual, out_proj bias, LN2) → MLP →
+        // SkipLayerNorm (residual, fc2 bias, next LN1): each residual sum comes out of the
+        // SkipLayerNormalization that also normalises it.
+        let layers = &vm.encoder.layers;
+        let (g1, b1) = ln(&layers[0].layer_norm1);
+        let mut h = b.layer_norm(&xs, "layers.0.layer_norm1", &g1, &b1);
+        for (i, layer) in layers.iter().enumerate() {
+            let name = format!("layers.{i}");
+            let [q, k, v, o] = attention_weights(&layer.self_attn);
+            let heads = layer.self_attn.num_heads;
+            let a = b.attention_fused(
+                &h,
+                &format!("{name}.self_attn"),
+                heads,
+                d,
+                (&q.0, &q.1),
+                (&k.0, &k.1),
+                (&v.0, &v.1),
+                &o.0,
+            );
+            let (g2, b2) = ln(&layer.layer_norm2);
+            let (h2, mid) =
+                b.skip_layer_norm(&a, &xs, &format!("{name}.layer_norm2"), &g2, &b2, &o.1);
+            let w1 = b.weight(
+                &format!("{name}.mlp.fc1.weight"),
+                &[d, inter],
+                &values(layer.mlp.fc1.weight.val()),
+            );
+            let m = b.g.node("MatMul", &[&h2, &w1], vec![]);
+            let m = b.bias_quick_gelu(&m, &format!("{name}.mlp.fc1"), &bias_of(&layer.mlp.fc1));
+            let w2 = b.weight(
+                &format!("{name}.mlp.fc2.weight"),
+                &[inter, d],
+                &values(layer.mlp.fc2.weight.val()),
+            );
+            let f = b.g.node("MatMul", &[&m, &w2], vec![]);
+            if let Some(next) = layers.get(i + 1) {
+                let (gn, bn) = ln(&next.layer_norm1);
+                let (hn, sum) = b.skip_layer_norm(
+                    &f,
+                    &mid,
+                    &format!("layers.{}.layer_norm1", i + 1),
+                    &gn,
+                    &bn,
+                    &bias_of(&layer.mlp.fc2),
+                );
+                h = hn;
+                xs = sum;
+            } else {
+                let fb = b.weight(
+                    &format!("{name}.mlp.fc2.bias"),
+                    &[d],
+                    &bias_of(&layer.mlp.fc2),
+                );
+                let f = b.g.node("Add", &[&f, &fb], vec![]);
+                xs = b.g.node("Add", &[&f, &mid], vec![]);
+            }
+            layer_cls.push(b.g.node("Slice", &[&xs, &cls_start, &cls_end, &cls_axis], vec![]));
+        }
+    } else {
+        for (i, layer) in vm.encoder.layers.iter().enumerate() {
+            let name = format!("layers.{i}");
+            let (g1, b1) = ln(&layer.layer_norm1);
+            let h = b.layer_norm(&xs, &format!("{name}.layer_norm1"), &g1, &b1);
+            let a = attention(
+                &mut b,
+                &h,
+                &format!("{name}.self_attn"),
+                &layer.self_attn,
+                d,
+            );
+            xs = b.g.node("Add", &[&xs, &a], vec![]);
+            let (g2, b2) = ln(&layer.layer_norm2);
+            let h = b.layer_norm(&xs, &format!("{name}.layer_norm2"), &g2, &b2);
+            let inter = c.vision.intermediate_size;
+            let fc1b = values(layer.mlp.fc1.bias.as_ref().expect("bias").val());
+            let h = b.linear(
+                &h,
+                &format!("{name}.mlp.fc1"),
+                &values(layer.mlp.fc1.weight.val()),
+                [d, inter],
+                Some(&fc1b),
+            );
+            let h = b.quick_gelu(&h);
+            let fc2b = values(layer.mlp.fc2.bias.as_ref().expect("bias").val());
+            let h = b.linear(
+                &h,
+                &format!("{name}.mlp.fc2"),
+                &values(layer.mlp.fc2.weight.val()),
+                [inter, d],
+                Some(&fc2b),
+            );
+            xs = b.g.node("Add", &[&xs, &h], vec![]);
+            layer_cls.push(b.g.node("Slice", &[&xs, &cls_start, &cls_end, &cls_axis], vec![]));
+        }
     }
 
     // Final representation: post-norm of the last class token, projected.
@@ -225,7 +300,23 @@ pub fn export(
         (Some(clam), Some(adapter)) => {
             let refs: Vec<&str> = layer_cls.iter().map(String::as_str).collect();
             let stacked = b.g.node("Concat", &refs, vec![Attr::Int("axis", 1)]);
-            let sat = attention(&mut b, &stacked, "clam", &clam.attention, d);
+            let sat = if variant.fused {
+                let [q, k, v, o] = attention_weights(&clam.attention);
+                let a = b.attention_fused(
+                    &stacked,
+                    "clam",
+                    clam.attention.num_heads,
+                    d,
+                    (&q.0, &q.1),
+                    (&k.0, &k.1),
+                    (&v.0, &v.1),
+                    &o.0,
+                );
+                let ob = b.weight("clam.out_proj.bias", &[d], &o.1);
+                b.g.node("Add", &[&a, &ob], vec![])
+            } else {
+                attention(&mut b, &stacked, "clam", &clam.attention, d)
+            };
             let sat = b.g.node(
                 "ReduceMean",
                 &[&sat],
@@ -235,14 +326,19 @@ pub fn export(
                 b.g.node("Concat", &[&sat, &embeds], vec![Attr::Int("axis", 1)]);
             let hidden = config.adapter_hidden;
             let a1b = values(adapter.fc1.bias.as_ref().expect("bias").val());
-            let h = b.linear(
-                &joined,
-                "adapter.fc1",
-                &values(adapter.fc1.weight.val()),
-                [d + p, hidden],
-                Some(&a1b),
-            );
-            let h = b.gelu(&h);
+            let h = if variant.fused {
+                let w = b.weight(
+                    "adapter.fc1.weight",
+                    &[d + p, hidden],
+                    &values(adapter.fc1.weight.val()),
+                );
+                let h = b.g.node("MatMul", &[&joined, &w], vec![]);
+                b.bias_gelu(&h, "adapter.fc1", &a1b)
+            } else {
+                let w = values(adapter.fc1.weight.val());
+                let h = b.linear(&joined, "adapter.fc1", &w, [d + p, hidden], Some(&a1b));
+                b.gelu(&h)
+            };
             let a2b = values(adapter.fc2.bias.as_ref().expect("bias").val());
             b.linear(
                 &h,
@@ -269,8 +365,13 @@ pub fn export(
     );
     b.g.output(&fn_, "embedding", io, &["N".into(), Dim::Fixed(p as i64)]);
 
-    let mut m = Model::new(b.g)
+    let mut m = Model::new(b.g);
+    if variant.fused {
+        m = m.with_opset(graph::MS, 1);
+    }
+    let mut m = m
         .with_metadata("model_name", info.model_name.clone())
+        .with_metadata("graph", if variant.fused { "fused" } else { "standard" })
         .with_metadata("model_version", info.model_version.clone())
         .with_metadata("type_names", DeepfakeType::ALL.map(|t| t.code()).join(","))
         .with_metadata("labels", serde_json::to_string(&simple).expect("strings"))
