@@ -31,13 +31,15 @@ pub fn register_metas() {
 
 /// The `deepfake` param of a face: `label` (`REAL`, `FS`, `FR`, `EFS`, `FE`), `label_id`,
 /// `confidence`, one probability per type under the type's name, `fake_score`
-/// (1 − p(REAL)), `model_name`, `track_id` and `frames_ago` (frames since the verdict was
-/// computed).
+/// (1 − p(REAL)), `model_name`, `track_id`, `frames_ago` (frames since the verdict was
+/// computed) and `analysed` (false on a frame the element let pass unanalysed because its
+/// queue was full: the verdict is the track's last one).
 pub fn deepfake_param(
     v: &Verdict,
     model_name: &str,
     track_id: u64,
     frames_ago: u32,
+    analysed: bool,
 ) -> gst::Structure {
     let label = v.label();
     let mut b = gst::Structure::builder(DEEPFAKE)
@@ -51,11 +53,13 @@ pub fn deepfake_param(
         .field("model_name", model_name)
         .field("track_id", track_id)
         .field("frames_ago", frames_ago)
+        .field("analysed", analysed)
         .build()
 }
 
 /// Attaches a frame's verdict: `fake` (any face judged fake), `fake_score` (the highest),
-/// `label` (of that face), `faces`, `fake_faces`, `analysed_faces`, `threshold`, `model_name`.
+/// `label` (of that face), `faces`, `fake_faces`, `analysed_faces` (faces with a verdict),
+/// `skipped` (the frame passed unanalysed), `threshold`, `model_name`.
 pub fn set_frame_verdict(buffer: &mut gst::BufferRef, verdict: gst::Structure) {
     if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, VERDICT_META) {
         let s = meta.mut_structure();

@@ -205,25 +205,159 @@ fn batching_across_frames_keeps_order_and_results() {
 }
 
 #[test]
-fn frames_waiting_for_a_batch_go_out_before_eos_and_are_dropped_by_a_flush() {
+fn eos_follows_every_frame_and_a_flush_forgets_the_tracks() {
     let img = sample("astronaut.png");
-    let mut h = harness("batch-size=16", &img);
+    let mut h = harness("", &img);
     for i in 0..3 {
         h.push(rgb_buffer(&img, i * 40)).unwrap();
     }
-    assert_eq!(h.buffers_in_queue(), 0, "held for the batch");
+    h.push_event(gst::event::Eos::new());
+    for i in 0..3 {
+        assert_eq!(h.pull().unwrap().pts().unwrap().mseconds(), i * 40);
+    }
+    // Events come out in order too: stream-start, caps, segment, then EOS.
+    loop {
+        let e = h.pull_event().expect("EOS goes out after the frames");
+        if e.type_() == gst::EventType::Eos {
+            break;
+        }
+    }
+
+    let mut h = harness("", &img);
+    let first = deepfake_params(&h.push_and_pull(rgb_buffer(&img, 0)).unwrap())[0]
+        .clone()
+        .unwrap();
     h.push_event(gst::event::FlushStart::new());
     h.push_event(gst::event::FlushStop::new(true));
-    assert_eq!(h.buffers_in_queue(), 0, "a flush drops what waits");
     let seg = gst::FormattedSegment::<gst::ClockTime>::new();
     h.push_event(gst::event::Segment::new(&seg));
-    for i in 0..2 {
-        h.push(rgb_buffer(&img, i * 40)).unwrap();
+    let after = deepfake_params(&h.push_and_pull(rgb_buffer(&img, 0)).unwrap())[0]
+        .clone()
+        .unwrap();
+    assert!(
+        after.track_id > first.track_id,
+        "the flush forgot the old tracks"
+    );
+}
+
+/// `sd2deepfake` alone, fed 200 frames with the six faces of t1.jpg attached, as fast as
+/// the test can push them; returns the frames that come out.
+fn flood(props: &str) -> (Vec<gst::Buffer>, u64) {
+    init();
+    let img = sample("t1.jpg");
+    let boxes = [
+        (54, 262, 111, 135),
+        (268, 149, 107, 123),
+        (465, 262, 105, 143),
+        (743, 346, 100, 128),
+        (908, 62, 106, 140),
+        (1134, 276, 93, 119),
+    ];
+    let mut h = Harness::new_parse(&format!(
+        "sd2deepfake model={} {props}",
+        demo_model().display()
+    ));
+    h.set_src_caps(rgb_caps(&img));
+    for i in 0..200 {
+        let mut buf = rgb_buffer(&img, i * 40);
+        for b in boxes {
+            gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "face", b);
+        }
+        h.push(buf).unwrap();
     }
     h.push_event(gst::event::Eos::new());
-    assert_eq!(h.buffers_in_queue(), 2, "EOS sends what waits");
-    let p = deepfake_params(&h.pull().unwrap())[0].clone().unwrap();
-    assert!(p.track_id > 1, "the flush forgot the old tracks");
+    let out: Vec<gst::Buffer> = (0..200).map(|_| h.pull().unwrap()).collect();
+    let skipped = h
+        .find_element("sd2deepfake")
+        .unwrap()
+        .property::<u64>("skipped-frames");
+    (out, skipped)
+}
+
+#[test]
+fn skip_mode_never_blocks_and_marks_what_it_skips() {
+    let (out, skipped) = flood("max-in-flight=1 batch-size=6 queue-mode=skip");
+    let times: Vec<u64> = out.iter().map(|b| b.pts().unwrap().mseconds()).collect();
+    assert_eq!(
+        times,
+        (0..200).map(|i| i * 40).collect::<Vec<_>>(),
+        "every frame, in order"
+    );
+    let marked: Vec<bool> = out
+        .iter()
+        .map(|b| verdict(b).unwrap().get::<bool>("skipped").unwrap())
+        .collect();
+    let count = marked.iter().filter(|&&m| m).count() as u64;
+    assert!(
+        count > 0,
+        "the source outran inference, so some frames were skipped"
+    );
+    assert_eq!(
+        count, skipped,
+        "the skipped-frames count matches the frames marked"
+    );
+    for (b, m) in out.iter().zip(&marked) {
+        for p in deepfake_params(b).into_iter().flatten() {
+            // Skipped frames carry their tracks' last verdicts, marked not analysed.
+            assert!(
+                !*m || p.frames_ago > 0,
+                "a skipped frame's verdict is an old one"
+            );
+        }
+    }
+    assert!(!marked[0], "the first frame is analysed");
+}
+
+#[test]
+fn block_mode_loses_nothing() {
+    let (out, skipped) = flood("max-in-flight=1 batch-size=6 queue-mode=block");
+    assert_eq!(skipped, 0);
+    let times: Vec<u64> = out.iter().map(|b| b.pts().unwrap().mseconds()).collect();
+    assert_eq!(times, (0..200).map(|i| i * 40).collect::<Vec<_>>());
+    for b in &out {
+        let v = verdict(b).unwrap();
+        assert!(!v.get::<bool>("skipped").unwrap());
+        assert_eq!(v.get::<u32>("analysed_faces").unwrap(), 6);
+        assert!(
+            deepfake_params(b)
+                .iter()
+                .all(|p| p.as_ref().is_some_and(|p| p.frames_ago == 0))
+        );
+    }
+}
+
+#[test]
+fn elements_sharing_a_model_give_the_results_they_give_alone() {
+    let img = sample("t1.jpg");
+    let alone: Vec<f64> = {
+        let mut h = harness("smoothing=0", &img);
+        deepfake_params(&h.push_and_pull(rgb_buffer(&img, 0)).unwrap())
+            .into_iter()
+            .map(|p| p.unwrap().fake_score)
+            .collect()
+    };
+    // Two streams through one model at once, in two threads.
+    let runs: Vec<Vec<f64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let img = img.clone();
+                s.spawn(move || {
+                    let mut h = harness("smoothing=0", &img);
+                    deepfake_params(&h.push_and_pull(rgb_buffer(&img, 0)).unwrap())
+                        .into_iter()
+                        .map(|p| p.unwrap().fake_score)
+                        .collect()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in runs {
+        assert_eq!(r.len(), alone.len());
+        for (a, b) in r.iter().zip(&alone) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
 }
 
 #[test]

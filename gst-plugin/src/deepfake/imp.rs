@@ -15,24 +15,34 @@
 //!     sd2facedetect ! sd2deepfake model=sd2.onnx ! sd2json location=- ! fakesink
 //! ```
 //!
+//! Inference runs off the streaming thread: frames wait in order for a worker, which
+//! classifies the faces of the frames waiting together (up to `batch-size` faces) and
+//! pushes the frames on in their order. At most `max-in-flight` frames with faces to
+//! classify wait; when that many do, `queue-mode=block` holds the streaming thread
+//! (nothing is lost) and `queue-mode=skip` lets the frame pass unanalysed (its faces carry
+//! their tracks' last verdicts, marked `analysed=false`), counted in `skipped-frames` and
+//! reported by an `sd2-deepfake-skipped` message. Elements running the same model file on
+//! the same device share one loaded model, which batches faces across them.
+//!
 //! Faces are followed across frames by box overlap; a tracked face goes back to the model
 //! every `reclassify-interval` frames (on frames that `inference-interval` selects) and
-//! carries its smoothed verdict in between. With `batch-size` above 1, the faces of
-//! consecutive frames are classified together, holding frames back (in order) until the
-//! batch is full or as many frames wait.
+//! carries its smoothed verdict in between.
 
 use std::path::PathBuf;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
-use sd2_models::classifier::{DeepfakeModel, Verdict};
+use sd2_models::classifier::Verdict;
 use sd2_models::paths;
-use sd2_models::runtime::SessionConfig;
+use sd2_models::taxonomy::DeepfakeType;
 use sd2_models::tracker::Tracker;
 
+use super::queue::{FaceJob, FrameJob, Item, Shared, take_run};
+use super::service::Service;
 use super::tracks::{TrackState, due, smooth};
 use crate::device::DeviceKind;
 use crate::frame::{self, RgbConverter};
@@ -46,11 +56,31 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// What to do with a frame when `max-in-flight` frames already wait for inference.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstSd2QueueMode")]
+pub enum QueueMode {
+    #[default]
+    #[enum_value(
+        name = "Block: hold the streaming thread until there is room (nothing is lost)",
+        nick = "block"
+    )]
+    Block = 0,
+    #[enum_value(
+        name = "Skip: let the frame pass unanalysed, its faces carrying their last verdicts (never blocks a live source)",
+        nick = "skip"
+    )]
+    Skip = 1,
+}
+
 #[derive(Debug, Clone)]
 struct Settings {
     model: PathBuf,
     device: DeviceKind,
     batch_size: u32,
+    max_in_flight: u32,
+    queue_mode: QueueMode,
     threshold: f32,
     inference_interval: u32,
     reclassify_interval: u32,
@@ -63,7 +93,9 @@ impl Default for Settings {
         Settings {
             model: paths::model_dir().join("sd2-demo.onnx"),
             device: DeviceKind::default(),
-            batch_size: 1,
+            batch_size: 32,
+            max_in_flight: 4,
+            queue_mode: QueueMode::default(),
             threshold: 0.5,
             inference_interval: 1,
             reclassify_interval: 1,
@@ -73,29 +105,19 @@ impl Default for Settings {
     }
 }
 
-/// A face of a waiting frame.
-struct PendingFace {
-    track: u64,
-    /// Index of its input in the batch, when it goes to the model.
-    input: Option<usize>,
-    /// Normalised box, for alerts.
-    bbox: [f64; 4],
-}
-
-struct PendingFrame {
-    buffer: gst::Buffer,
-    frame: u64,
-    faces: Vec<PendingFace>,
-}
-
+/// What exists between start and stop.
 struct State {
-    model: DeepfakeModel,
-    converter: Option<RgbConverter>,
+    service: Arc<Service>,
     tracker: Tracker<TrackState>,
+    /// Frames seen since start or the last flush.
     frame: u64,
-    pending: Vec<PendingFrame>,
-    inputs: Vec<f32>,
+    /// The negotiated frame size, on the streaming side.
+    size: Option<(u32, u32)>,
+    skipped: u64,
+    /// The previous frame was skipped (a run of skips is reported once).
+    skipping: bool,
     failures: u64,
+    worker: Option<JoinHandle<()>>,
 }
 
 pub struct Deepfake {
@@ -103,6 +125,7 @@ pub struct Deepfake {
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    shared: Arc<Shared>,
 }
 
 /// Faces on a buffer as pixel boxes: from the `detection` param's normalised box when it
@@ -130,11 +153,11 @@ fn face_boxes(buf: &gst::BufferRef, width: u32, height: u32) -> Vec<[f32; 4]> {
 }
 
 /// The manipulation type the model finds most likely.
-fn most_likely_fake(v: &Verdict) -> sd2_models::taxonomy::DeepfakeType {
+fn most_likely_fake(v: &Verdict) -> DeepfakeType {
     let best = (1..v.probabilities.len())
         .max_by(|&a, &b| v.probabilities[a].total_cmp(&v.probabilities[b]))
         .unwrap_or(1);
-    sd2_models::taxonomy::DeepfakeType::ALL[best]
+    DeepfakeType::ALL[best]
 }
 
 impl Deepfake {
@@ -152,262 +175,391 @@ impl Deepfake {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings().clone();
-        let ready = {
+        {
+            let q = self.shared.lock();
+            if q.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            q.flow?;
+        }
+        let mut guard = self.state();
+        let Some(st) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let Some((width, height)) = st.size else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("no caps were negotiated before the first buffer")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let boxes = face_boxes(&buffer, width, height);
+        let frame = st.frame;
+        st.frame += 1;
+        let tracks = st.tracker.update(frame, &boxes);
+        let analysed = frame % settings.inference_interval.max(1) as u64 == 0;
+        let reclassify = settings.reclassify_interval.max(1) as u64;
+        let wanted: Vec<bool> = tracks
+            .iter()
+            .map(|&t| due(&st.tracker.tracks[t].state, frame, analysed, reclassify))
+            .collect();
+        let needs_model = wanted.iter().any(|&w| w);
+        // Room for a frame that goes to the model?
+        let mut skipped = false;
+        if needs_model {
+            let mut q = self.shared.lock();
+            while q.in_flight >= settings.max_in_flight.max(1) as usize && !q.flushing {
+                if settings.queue_mode == QueueMode::Skip {
+                    skipped = true;
+                    break;
+                }
+                drop(guard);
+                q = self.shared.space.wait(q).unwrap_or_else(|p| p.into_inner());
+                drop(q);
+                guard = self.state();
+                q = self.shared.lock();
+                if guard.is_none() {
+                    return Err(gst::FlowError::Flushing);
+                }
+            }
+            if q.flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            if !skipped {
+                q.in_flight += 1;
+            }
+        }
+        let st = guard.as_mut().expect("checked above");
+        if skipped {
+            st.skipped += 1;
+            if !st.skipping {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "queue full: frame {frame} passes unanalysed"
+                );
+                let msg = gst::message::Element::builder(
+                    gst::Structure::builder("sd2-deepfake-skipped")
+                        .field("skipped_frames", st.skipped)
+                        .field(
+                            "timestamp",
+                            buffer.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                        )
+                        .build(),
+                )
+                .src(&*self.obj())
+                .build();
+                let _ = self.obj().post_message(msg);
+            }
+        }
+        st.skipping = skipped;
+        let faces = boxes
+            .iter()
+            .zip(&tracks)
+            .zip(&wanted)
+            .map(|((b, &t), &w)| {
+                let track = &mut st.tracker.tracks[t];
+                let due = w && !skipped;
+                if due {
+                    track.state.scheduled = Some(frame);
+                }
+                FaceJob {
+                    track: track.id,
+                    bbox: *b,
+                    norm: [
+                        b[0] as f64 / width as f64,
+                        b[1] as f64 / height as f64,
+                        b[2] as f64 / width as f64,
+                        b[3] as f64 / height as f64,
+                    ],
+                    due,
+                }
+            })
+            .collect();
+        drop(guard);
+        let mut q = self.shared.lock();
+        q.items.push_back(Item::Frame(FrameJob {
+            buffer,
+            frame,
+            faces,
+            skipped,
+        }));
+        self.shared.ready.notify_all();
+        q.flow
+    }
+
+    /// The worker: takes runs of frames (or an event) in order, classifies, pushes.
+    fn work(&self) {
+        let mut converter: Option<RgbConverter> = None;
+        loop {
+            let batch = self.settings().batch_size.max(1) as usize;
+            let (run, counted) = {
+                let mut q = self.shared.lock();
+                while q.items.is_empty() && !q.stop {
+                    q = self.shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+                if q.stop {
+                    return;
+                }
+                q.busy = true;
+                take_run(&mut q, batch)
+            };
+            let flow = self.process(run, &mut converter);
+            let mut q = self.shared.lock();
+            q.in_flight = q.in_flight.saturating_sub(counted);
+            q.busy = false;
+            if let Err(e) = flow
+                && !q.flushing
+            {
+                q.flow = Err(e);
+            }
+            self.shared.space.notify_all();
+        }
+    }
+
+    fn process(
+        &self,
+        run: Vec<Item>,
+        converter: &mut Option<RgbConverter>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut frames = Vec::new();
+        for item in run {
+            match item {
+                Item::Event(e) => {
+                    if let gst::EventView::Caps(c) = e.view() {
+                        *converter = gst_video::VideoInfo::from_caps(c.caps())
+                            .ok()
+                            .and_then(|info| RgbConverter::new(&info).ok());
+                    }
+                    if self.shared.lock().flushing {
+                        return Err(gst::FlowError::Flushing);
+                    }
+                    let is_eos = e.type_() == gst::EventType::Eos;
+                    if !self.srcpad.push_event(e) && !is_eos {
+                        gst::debug!(CAT, imp = self, "an event was not handled downstream");
+                    }
+                }
+                Item::Frame(f) => frames.push(f),
+            }
+        }
+        if frames.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let service = match self.state().as_ref() {
+            Some(st) => st.service.clone(),
+            None => return Err(gst::FlowError::Flushing),
+        };
+        // Crop every face that goes to the model.
+        let per = service.input_len();
+        let mut inputs = Vec::new();
+        let mut index: Vec<Vec<Option<usize>>> = Vec::with_capacity(frames.len());
+        for f in &frames {
+            let mut idx = vec![None; f.faces.len()];
+            let due: Vec<(usize, [f32; 4])> = f
+                .faces
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.due)
+                .map(|(i, x)| (i, x.bbox))
+                .collect();
+            if !due.is_empty()
+                && let Some(conv) = converter.as_mut()
+            {
+                let start = inputs.len();
+                inputs.resize(start + per * due.len(), 0.0);
+                let recipe = *service.recipe();
+                let ok = conv.with_rgb(&f.buffer, |rgb| {
+                    for (k, (_, b)) in due.iter().enumerate() {
+                        recipe.input_for(
+                            rgb,
+                            *b,
+                            &mut inputs[start + k * per..start + (k + 1) * per],
+                        );
+                    }
+                });
+                match ok {
+                    Ok(()) => {
+                        for (k, (i, _)) in due.iter().enumerate() {
+                            idx[*i] = Some(start / per + k);
+                        }
+                    }
+                    Err(e) => {
+                        inputs.truncate(start);
+                        gst::element_imp_warning!(
+                            self,
+                            gst::StreamError::Decode,
+                            ("frame {} not analysed: {}", f.frame, e)
+                        );
+                    }
+                }
+            }
+            index.push(idx);
+        }
+        let verdicts = match service.classify(inputs) {
+            Ok(v) => v,
+            Err(e) => {
+                if let Some(st) = self.state().as_mut() {
+                    st.failures += 1;
+                }
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("faces not classified: {}", e)
+                );
+                Vec::new()
+            }
+        };
+        let settings = self.settings().clone();
+        let name = service.name().to_owned();
+        let mut alerts = Vec::new();
+        let mut buffers = Vec::with_capacity(frames.len());
+        {
             let mut guard = self.state();
             let Some(st) = guard.as_mut() else {
                 return Err(gst::FlowError::Flushing);
             };
-            let Some(converter) = st.converter.as_mut() else {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    ("no caps were negotiated before the first buffer")
+            for (f, idx) in frames.into_iter().zip(index) {
+                let mut buffer = f.buffer;
+                let b = buffer.make_mut();
+                let pts = b.pts();
+                let (mut best, mut best_label, mut fake_faces, mut analysed) =
+                    (0.0f64, "REAL", 0u32, 0u32);
+                let mut metas: Vec<_> = b
+                    .iter_meta_mut::<VideoRegionOfInterestMeta>()
+                    .filter(|m| m.roi_type() == roi::FACE)
+                    .collect();
+                for ((face, i), meta) in f.faces.iter().zip(idx).zip(metas.iter_mut()) {
+                    let Some(track) = st.tracker.tracks.iter_mut().find(|t| t.id == face.track)
+                    else {
+                        continue;
+                    };
+                    if let Some(v) = i.and_then(|i| verdicts.get(i)) {
+                        let old = track.state.verdict.as_ref().map(|(v, _)| v);
+                        track.state.verdict = Some((smooth(old, v, settings.smoothing), f.frame));
+                    }
+                    let Some((v, at)) = track.state.verdict else {
+                        continue;
+                    };
+                    analysed += 1;
+                    meta.add_param(roi::deepfake_param(
+                        &v,
+                        &name,
+                        track.id,
+                        (f.frame - at) as u32,
+                        !f.skipped,
+                    ));
+                    let score = v.fake_score() as f64;
+                    let bar = if track.state.fake {
+                        settings.threshold - settings.hysteresis
+                    } else {
+                        settings.threshold
+                    };
+                    let fake = score > bar as f64;
+                    if fake {
+                        fake_faces += 1;
+                    }
+                    if score >= best {
+                        best = score;
+                        best_label = v.label().code();
+                    }
+                    if fake && !track.state.fake {
+                        alerts.push(alert(&v, track.id, face.norm, pts));
+                    }
+                    track.state.fake = fake;
+                }
+                drop(metas);
+                roi::set_frame_verdict(
+                    b,
+                    gst::Structure::builder("frame_verdict")
+                        .field("fake", fake_faces > 0)
+                        .field("fake_score", best)
+                        .field("label", best_label)
+                        .field("faces", f.faces.len() as u32)
+                        .field("fake_faces", fake_faces)
+                        .field("analysed_faces", analysed)
+                        .field("skipped", f.skipped)
+                        .field("threshold", settings.threshold as f64)
+                        .field("model_name", name.as_str())
+                        .build(),
                 );
-                return Err(gst::FlowError::NotNegotiated);
-            };
-            let (width, height) = (converter.info().width(), converter.info().height());
-            let boxes = face_boxes(&buffer, width, height);
-            let frame = st.frame;
-            st.frame += 1;
-            let tracks = st.tracker.update(frame, &boxes);
-            let analysed = frame % settings.inference_interval.max(1) as u64 == 0;
-            let reclassify = settings.reclassify_interval.max(1) as u64;
-            let mut faces = Vec::with_capacity(boxes.len());
-            let mut wanted = Vec::new();
-            for (bbox, &t) in boxes.iter().zip(&tracks) {
-                let track = &mut st.tracker.tracks[t];
-                let input = if due(&track.state, frame, analysed, reclassify) {
-                    track.state.scheduled = Some(frame);
-                    wanted.push(*bbox);
-                    Some(st.inputs.len() / st.model.input_len() + wanted.len() - 1)
-                } else {
-                    None
-                };
-                faces.push(PendingFace {
-                    track: track.id,
-                    input,
-                    bbox: [
-                        bbox[0] as f64 / width as f64,
-                        bbox[1] as f64 / height as f64,
-                        bbox[2] as f64 / width as f64,
-                        bbox[3] as f64 / height as f64,
-                    ],
-                });
+                buffers.push(buffer);
             }
-            if !wanted.is_empty() {
-                let per = st.model.input_len();
-                let start = st.inputs.len();
-                st.inputs.resize(start + per * wanted.len(), 0.0);
-                let (model, inputs) = (&st.model, &mut st.inputs[start..]);
-                let prepared = converter.with_rgb(&buffer, |rgb| {
-                    for (b, out) in wanted.iter().zip(inputs.chunks_mut(per)) {
-                        model.prepare(rgb, *b, out);
-                    }
-                });
-                if let Err(e) = prepared {
-                    st.failures += 1;
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Decode,
-                        ("frame {} not analysed: {}", frame, e)
-                    );
-                    st.inputs.truncate(start);
-                    for f in &mut faces {
-                        f.input = None;
-                    }
-                }
-            }
-            st.pending.push(PendingFrame {
-                buffer,
-                frame,
-                faces,
-            });
-            let batch = settings.batch_size.max(1) as usize;
-            let queued = st.inputs.len() / st.model.input_len();
-            if queued >= batch || st.pending.len() >= batch {
-                Some(self.finish(st, &settings))
-            } else {
-                None
-            }
-        };
-        match ready {
-            Some(buffers) => self.push_all(buffers),
-            None => Ok(gst::FlowSuccess::Ok),
         }
-    }
-
-    /// Classifies the waiting faces and returns the waiting buffers with their metadata.
-    fn finish(&self, st: &mut State, settings: &Settings) -> Vec<gst::Buffer> {
-        let verdicts = if st.inputs.is_empty() {
-            Vec::new()
-        } else {
-            match st.model.classify(&st.inputs) {
-                Ok(v) => v,
-                Err(e) => {
-                    st.failures += 1;
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("faces not classified: {}", e)
-                    );
-                    Vec::new()
-                }
-            }
-        };
-        st.inputs.clear();
-        let name = st.model.name().to_owned();
-        let mut out = Vec::with_capacity(st.pending.len());
-        for p in st.pending.drain(..) {
-            let mut buffer = p.buffer;
-            let b = buffer.make_mut();
-            let pts = b.pts();
-            let (mut best, mut best_label, mut fake_faces, mut analysed) =
-                (0.0f64, String::from("REAL"), 0u32, 0u32);
-            let mut metas: Vec<_> = b
-                .iter_meta_mut::<VideoRegionOfInterestMeta>()
-                .filter(|m| m.roi_type() == roi::FACE)
-                .collect();
-            for (face, meta) in p.faces.iter().zip(metas.iter_mut()) {
-                let Some(track) = st.tracker.tracks.iter_mut().find(|t| t.id == face.track) else {
-                    continue;
-                };
-                if let Some(v) = face.input.and_then(|i| verdicts.get(i)) {
-                    let old = track.state.verdict.as_ref().map(|(v, _)| v);
-                    track.state.verdict = Some((smooth(old, v, settings.smoothing), p.frame));
-                }
-                let Some((v, at)) = track.state.verdict else {
-                    continue;
-                };
-                analysed += 1;
-                meta.add_param(roi::deepfake_param(
-                    &v,
-                    &name,
-                    track.id,
-                    (p.frame - at) as u32,
-                ));
-                let score = v.fake_score() as f64;
-                // A fake track stays fake until its score drops `hysteresis` below the
-                // threshold, so a score wavering around it does not repeat alerts.
-                let bar = if track.state.fake {
-                    settings.threshold - settings.hysteresis
-                } else {
-                    settings.threshold
-                };
-                let fake = score > bar as f64;
-                if fake {
-                    fake_faces += 1;
-                }
-                if score >= best {
-                    best = score;
-                    best_label = v.label().code().to_owned();
-                }
-                if fake && !track.state.fake {
-                    self.alert(&v, track.id, face.bbox, pts);
-                }
-                track.state.fake = fake;
-            }
-            drop(metas);
-            roi::set_frame_verdict(
-                b,
-                gst::Structure::builder("frame_verdict")
-                    .field("fake", fake_faces > 0)
-                    .field("fake_score", best)
-                    .field("label", best_label)
-                    .field("faces", p.faces.len() as u32)
-                    .field("fake_faces", fake_faces)
-                    .field("analysed_faces", analysed)
-                    .field("threshold", settings.threshold as f64)
-                    .field("model_name", name.as_str())
-                    .build(),
-            );
-            out.push(buffer);
+        for s in alerts {
+            gst::info!(CAT, imp = self, "alert: {s}");
+            let _ = self
+                .obj()
+                .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
         }
-        out
-    }
-
-    fn alert(&self, v: &Verdict, track: u64, bbox: [f64; 4], pts: Option<gst::ClockTime>) {
-        gst::info!(
-            CAT,
-            imp = self,
-            "track {track} judged {} ({:.3})",
-            v.label(),
-            v.fake_score()
-        );
-        let s = gst::Structure::builder("sd2-deepfake-alert")
-            .field("track_id", track)
-            .field("label", v.label().code())
-            .field("fake_type", most_likely_fake(v).code())
-            .field("fake_score", v.fake_score() as f64)
-            .field("confidence", v.confidence() as f64)
-            .field("timestamp", pts.map(|t| t.nseconds()).unwrap_or(u64::MAX))
-            .field("x_min", bbox[0])
-            .field("y_min", bbox[1])
-            .field("x_max", bbox[2])
-            .field("y_max", bbox[3])
-            .build();
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
-    }
-
-    fn push_all(&self, buffers: Vec<gst::Buffer>) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut result = Ok(gst::FlowSuccess::Ok);
+        let mut flow = Ok(gst::FlowSuccess::Ok);
         for b in buffers {
-            result = self.srcpad.push(b);
-            if result.is_err() {
+            if self.shared.lock().flushing {
+                return Err(gst::FlowError::Flushing);
+            }
+            flow = self.srcpad.push(b);
+            if flow.is_err() {
                 break;
             }
         }
-        result
-    }
-
-    /// Classifies and pushes whatever waits.
-    fn drain(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings().clone();
-        let buffers = match self.state().as_mut() {
-            Some(st) if !st.pending.is_empty() => self.finish(st, &settings),
-            _ => Vec::new(),
-        };
-        self.push_all(buffers)
+        flow
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
-            gst::EventView::Caps(c) => {
-                let _ = self.drain();
-                let caps = c.caps_owned();
-                match gst_video::VideoInfo::from_caps(&caps)
-                    .map_err(|e| e.to_string())
-                    .and_then(|info| RgbConverter::new(&info).map_err(|e| e.to_string()))
+            gst::EventView::FlushStart(_) => {
                 {
-                    Ok(conv) => {
-                        if let Some(st) = self.state().as_mut() {
-                            st.converter = Some(conv);
-                        }
-                    }
-                    Err(e) => {
-                        gst::element_imp_error!(
-                            self,
-                            gst::CoreError::Negotiation,
-                            ("cannot use caps {}: {}", caps, e)
-                        );
-                        return false;
-                    }
+                    let mut q = self.shared.lock();
+                    q.flushing = true;
+                    q.items.clear();
+                    q.in_flight = 0;
+                    self.shared.space.notify_all();
                 }
                 self.srcpad.push_event(event)
             }
             gst::EventView::FlushStop(_) => {
+                {
+                    let mut q = self.shared.lock();
+                    while q.busy {
+                        q = self.shared.space.wait(q).unwrap_or_else(|p| p.into_inner());
+                    }
+                    q.items.clear();
+                    q.in_flight = 0;
+                    q.flushing = false;
+                    q.flow = Ok(gst::FlowSuccess::Ok);
+                }
                 if let Some(st) = self.state().as_mut() {
-                    st.pending.clear();
-                    st.inputs.clear();
                     st.tracker.clear();
                     st.frame = 0;
+                    st.skipping = false;
                 }
                 self.srcpad.push_event(event)
             }
             _ if event.is_serialized() => {
-                let _ = self.drain();
-                gst::Pad::event_default(pad, Some(&*self.obj()), event)
+                if let gst::EventView::Caps(c) = event.view() {
+                    match gst_video::VideoInfo::from_caps(c.caps()) {
+                        Ok(info) => {
+                            if let Some(st) = self.state().as_mut() {
+                                st.size = Some((info.width(), info.height()));
+                            }
+                        }
+                        Err(_) => {
+                            gst::element_imp_error!(
+                                self,
+                                gst::CoreError::Negotiation,
+                                ("cannot use caps {}", c.caps())
+                            );
+                            return false;
+                        }
+                    }
+                }
+                let mut q = self.shared.lock();
+                if q.flushing {
+                    return false;
+                }
+                q.items.push_back(Item::Event(event));
+                self.shared.ready.notify_all();
+                true
             }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
@@ -419,21 +571,19 @@ impl Deepfake {
                 return false;
             }
             let (live, min, max) = q.result();
-            let batch = self.settings().batch_size.max(1) as u64;
-            let frame = self
-                .state()
-                .as_ref()
-                .and_then(|st| st.converter.as_ref())
-                .map(|c| c.info().fps())
+            // A frame may wait behind `max-in-flight` frames being classified.
+            let frames = self.settings().max_in_flight.max(1) as u64;
+            let duration = self
+                .sinkpad
+                .current_caps()
+                .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+                .map(|i| i.fps())
                 .filter(|f| f.numer() > 0)
-                .map(|f| {
-                    gst::ClockTime::SECOND
-                        .mul_div_floor(f.denom() as u64, f.numer() as u64)
-                        .unwrap_or_default()
+                .and_then(|f| {
+                    gst::ClockTime::SECOND.mul_div_floor(f.denom() as u64, f.numer() as u64)
                 })
                 .unwrap_or_default();
-            let ours = frame * (batch - 1);
-            q.set(live, min + ours, max.map(|m| m + ours));
+            q.set(live, min + duration, max.map(|m| m + duration * frames));
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
@@ -441,9 +591,9 @@ impl Deepfake {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings().clone();
-        let model = DeepfakeModel::load(&s.model, s.device.into(), SessionConfig::default())
+        let service = Service::get(&s.model, s.device.into(), s.batch_size.max(1) as usize)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("sd2deepfake: {}", e)))?;
-        match model.fallback_reason() {
+        match service.fallback_reason() {
             Some(reason) => {
                 gst::warning!(
                     CAT,
@@ -464,21 +614,85 @@ impl Deepfake {
                 CAT,
                 imp = self,
                 "model {} running on {}",
-                model.name(),
-                model.placement()
+                service.name(),
+                service.placement()
             ),
         }
+        {
+            let mut q = self.shared.lock();
+            q.items.clear();
+            q.in_flight = 0;
+            q.flushing = false;
+            q.stop = false;
+            q.flow = Ok(gst::FlowSuccess::Ok);
+        }
+        let weak = self.obj().downgrade();
+        let worker = std::thread::Builder::new()
+            .name("sd2deepfake-worker".into())
+            .spawn(move || {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().work();
+                }
+            })
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::CoreError::Failed,
+                    ("cannot start the worker thread: {}", e)
+                )
+            })?;
         *self.state() = Some(State {
-            model,
-            converter: None,
+            service,
             tracker: Tracker::new(0.3, 25),
             frame: 0,
-            pending: Vec::new(),
-            inputs: Vec::new(),
+            size: None,
+            skipped: 0,
+            skipping: false,
             failures: 0,
+            worker: Some(worker),
         });
         Ok(())
     }
+
+    fn stop(&self) {
+        {
+            let mut q = self.shared.lock();
+            q.stop = true;
+            q.flushing = true;
+            q.items.clear();
+            self.shared.ready.notify_all();
+            self.shared.space.notify_all();
+        }
+        let worker = self.state().as_mut().and_then(|st| st.worker.take());
+        if let Some(w) = worker {
+            let _ = w.join();
+        }
+        if let Some(st) = self.state().take()
+            && (st.failures > 0 || st.skipped > 0)
+        {
+            gst::info!(
+                CAT,
+                imp = self,
+                "{} frames skipped, {} batches failed",
+                st.skipped,
+                st.failures
+            );
+        }
+    }
+}
+
+fn alert(v: &Verdict, track: u64, bbox: [f64; 4], pts: Option<gst::ClockTime>) -> gst::Structure {
+    gst::Structure::builder("sd2-deepfake-alert")
+        .field("track_id", track)
+        .field("label", v.label().code())
+        .field("fake_type", most_likely_fake(v).code())
+        .field("fake_score", v.fake_score() as f64)
+        .field("confidence", v.confidence() as f64)
+        .field("timestamp", pts.map(|t| t.nseconds()).unwrap_or(u64::MAX))
+        .field("x_min", bbox[0])
+        .field("y_min", bbox[1])
+        .field("x_max", bbox[2])
+        .field("y_max", bbox[3])
+        .build()
 }
 
 #[glib::object_subclass]
@@ -522,6 +736,7 @@ impl ObjectSubclass for Deepfake {
             srcpad,
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
+            shared: Arc::new(Shared::new()),
         }
     }
 }
@@ -540,7 +755,7 @@ impl ObjectImpl for Deepfake {
             vec![
                 glib::ParamSpecString::builder("model")
                     .nick("Model")
-                    .blurb("SD² model file written by `sd2-train export` (input pixel_values, outputs logits and embedding, crop recipe in its metadata); default: the demo model scripts/setup.sh trains")
+                    .blurb("SD² model file written by `sd2-train export` (input pixel_values, outputs logits and embedding, crop recipe in its metadata); default: the demo model")
                     .default_value(Some(d.model.to_string_lossy().as_ref()))
                     .mutable_ready()
                     .build(),
@@ -551,10 +766,23 @@ impl ObjectImpl for Deepfake {
                     .build(),
                 glib::ParamSpecUInt::builder("batch-size")
                     .nick("Batch size")
-                    .blurb("Faces classified together; above 1, frames are held back (in order) until this many faces or frames wait, adding up to batch-size - 1 frames of latency")
+                    .blurb("Most faces classified in one run of the model; the faces of the frames waiting together (and of other streams sharing the model) go in one batch. Nothing waits for a batch to fill")
                     .minimum(1)
                     .maximum(1024)
                     .default_value(d.batch_size)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-in-flight")
+                    .nick("Frames in flight")
+                    .blurb("Most frames with faces to classify that wait for or are in inference; beyond, queue-mode decides")
+                    .minimum(1)
+                    .maximum(1024)
+                    .default_value(d.max_in_flight)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("queue-mode", d.queue_mode)
+                    .nick("Queue mode")
+                    .blurb("When max-in-flight frames wait: block the streaming thread (nothing is lost), or skip (the frame passes unanalysed; for live sources)")
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecFloat::builder("threshold")
@@ -595,6 +823,11 @@ impl ObjectImpl for Deepfake {
                     .default_value(d.hysteresis)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt64::builder("skipped-frames")
+                    .nick("Skipped frames")
+                    .blurb("Frames let through unanalysed since start because the queue was full (queue-mode=skip)")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecString::builder("active-device")
                     .nick("Active device")
                     .blurb("Where the model runs once started (cpu or cuda); unset before")
@@ -616,6 +849,8 @@ impl ObjectImpl for Deepfake {
             }
             "device" => s.device = value.get().expect("type checked upstream"),
             "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
+            "max-in-flight" => s.max_in_flight = value.get().expect("type checked upstream"),
+            "queue-mode" => s.queue_mode = value.get().expect("type checked upstream"),
             "threshold" => s.threshold = value.get().expect("type checked upstream"),
             "inference-interval" => {
                 s.inference_interval = value.get().expect("type checked upstream")
@@ -630,18 +865,24 @@ impl ObjectImpl for Deepfake {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        if pspec.name() == "active-device" {
-            return self
-                .state()
-                .as_ref()
-                .map(|st| st.model.placement().to_string())
-                .to_value();
+        match pspec.name() {
+            "active-device" => {
+                return self
+                    .state()
+                    .as_ref()
+                    .map(|st| st.service.placement().to_string())
+                    .to_value();
+            }
+            "skipped-frames" => return self.state().as_ref().map_or(0, |st| st.skipped).to_value(),
+            _ => {}
         }
         let s = self.settings();
         match pspec.name() {
             "model" => s.model.to_string_lossy().to_value(),
             "device" => s.device.to_value(),
             "batch-size" => s.batch_size.to_value(),
+            "max-in-flight" => s.max_in_flight.to_value(),
+            "queue-mode" => s.queue_mode.to_value(),
             "threshold" => s.threshold.to_value(),
             "inference-interval" => s.inference_interval.to_value(),
             "reclassify-interval" => s.reclassify_interval.to_value(),
@@ -700,16 +941,15 @@ impl ElementImpl for Deepfake {
             self.post_error_message(e);
             return Err(gst::StateChangeError);
         }
+        if transition == gst::StateChange::PausedToReady {
+            // Unblock a streaming thread waiting for room before the pads deactivate.
+            let mut q = self.shared.lock();
+            q.flushing = true;
+            self.shared.space.notify_all();
+        }
         let result = self.parent_change_state(transition)?;
-        if transition == gst::StateChange::PausedToReady
-            && let Some(st) = self.state().take().filter(|st| st.failures > 0)
-        {
-            gst::warning!(
-                CAT,
-                imp = self,
-                "{} batches could not be analysed",
-                st.failures
-            );
+        if transition == gst::StateChange::PausedToReady {
+            self.stop();
         }
         Ok(result)
     }

@@ -4,6 +4,8 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod queue;
+mod service;
 mod tracks;
 
 glib::wrapper! {

@@ -1,0 +1,105 @@
+//! What waits between `sd2deepfake`'s streaming thread and its inference worker: frames
+//! and serialized events, in arrival order.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// A face as the streaming thread saw it.
+pub struct FaceJob {
+    pub track: u64,
+    /// Pixel box, for cropping.
+    pub bbox: [f32; 4],
+    /// Normalised box, for alerts.
+    pub norm: [f64; 4],
+    /// Goes to the model on this frame.
+    pub due: bool,
+}
+
+pub struct FrameJob {
+    pub buffer: gst::Buffer,
+    pub frame: u64,
+    pub faces: Vec<FaceJob>,
+    /// Passed unanalysed because the queue was full.
+    pub skipped: bool,
+}
+
+impl FrameJob {
+    pub fn due_faces(&self) -> usize {
+        self.faces.iter().filter(|f| f.due).count()
+    }
+}
+
+pub enum Item {
+    Frame(FrameJob),
+    Event(gst::Event),
+}
+
+pub struct Queue {
+    pub items: VecDeque<Item>,
+    /// Frames with faces for the model, queued or being classified.
+    pub in_flight: usize,
+    /// The worker is processing items it has taken.
+    pub busy: bool,
+    pub flushing: bool,
+    pub stop: bool,
+    /// The last flow return of a push downstream, given back to upstream.
+    pub flow: Result<gst::FlowSuccess, gst::FlowError>,
+}
+
+pub struct Shared {
+    pub queue: Mutex<Queue>,
+    /// Signalled when items arrive or the worker must stop.
+    pub ready: Condvar,
+    /// Signalled when the worker frees capacity or goes idle.
+    pub space: Condvar,
+}
+
+impl Shared {
+    pub fn new() -> Self {
+        Shared {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                in_flight: 0,
+                busy: false,
+                flushing: false,
+                stop: false,
+                flow: Ok(gst::FlowSuccess::Ok),
+            }),
+            ready: Condvar::new(),
+            space: Condvar::new(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The next run of work: one event, or consecutive frames holding at most `batch` faces
+/// for the model (at least one frame). Returns the frames that counted as in flight too.
+pub fn take_run(q: &mut Queue, batch: usize) -> (Vec<Item>, usize) {
+    let mut run = Vec::new();
+    let mut faces = 0;
+    let mut counted = 0;
+    while let Some(front) = q.items.front() {
+        match front {
+            Item::Event(_) if run.is_empty() => {
+                run.push(q.items.pop_front().expect("front exists"));
+                break;
+            }
+            Item::Event(_) => break,
+            Item::Frame(f) => {
+                let n = f.due_faces();
+                if !run.is_empty() && faces + n > batch {
+                    break;
+                }
+                faces += n;
+                if n > 0 && !f.skipped {
+                    counted += 1;
+                }
+                run.push(q.items.pop_front().expect("front exists"));
+            }
+        }
+    }
+    (run, counted)
+}
