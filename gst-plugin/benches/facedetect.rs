@@ -17,27 +17,6 @@ use sd2_models::image::RgbImage;
 
 const FRAMES: usize = 30;
 
-/// `img` scaled (nearest) to `h` rows, centred on a `w × h` grey canvas.
-fn letterbox(img: &RgbImage, w: usize, h: usize) -> RgbImage {
-    let scale = (h as f32 / img.height as f32).min(w as f32 / img.width as f32);
-    let (sw, sh) = (
-        (img.width as f32 * scale) as usize,
-        (img.height as f32 * scale) as usize,
-    );
-    let (x0, y0) = ((w - sw) / 2, (h - sh) / 2);
-    let mut data = vec![96u8; w * h * 3];
-    for y in 0..sh {
-        let sy = ((y as f32 + 0.5) / scale) as usize;
-        for x in 0..sw {
-            let sx = ((x as f32 + 0.5) / scale) as usize;
-            let src =
-                &img.data[(sy.min(img.height - 1) * img.width + sx.min(img.width - 1)) * 3..][..3];
-            data[((y0 + y) * w + x0 + x) * 3..][..3].copy_from_slice(src);
-        }
-    }
-    RgbImage::new(w, h, data).unwrap()
-}
-
 /// Frames per second of `sd2facedetect` fed `frames` in `format`, and faces per frame.
 fn ours(frames: &[RgbImage], format: &str) -> (f64, Vec<usize>) {
     let (w, h) = (frames[0].width, frames[0].height);
@@ -156,7 +135,7 @@ fn main() {
         "frames", "ours RGB", "ours I420", "facenet-pytorch", "RGB/ref", "I420/ref"
     );
     for (w, h) in [(1280, 720), (1920, 1080)] {
-        let frames = [letterbox(&astronaut, w, h), letterbox(&group, w, h)];
+        let frames = [astronaut.letterboxed(w, h, 96), group.letterboxed(w, h, 96)];
         let paths: Vec<PathBuf> = frames
             .iter()
             .enumerate()

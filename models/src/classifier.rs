@@ -54,8 +54,12 @@ impl Verdict {
 }
 
 /// An SD² model loaded for inference.
+///
+/// On the CPU it holds one single-threaded session per core and splits a batch among them,
+/// which runs the small operations of a ViT batch in parallel where one session's
+/// intra-operator threads mostly wait; on CUDA one session takes the whole batch.
 pub struct DeepfakeModel {
-    session: Session,
+    sessions: Vec<Session>,
     path: PathBuf,
     recipe: CropRecipe,
     half: bool,
@@ -87,12 +91,22 @@ fn contract(path: &Path, problems: impl Into<String>) -> RuntimeError {
 impl DeepfakeModel {
     /// Loads `path` and checks it against the model contract.
     pub fn load(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
-        let loaded = runtime::open_session(
-            path,
-            device,
-            config,
-            " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)",
-        )?;
+        let hint =
+            " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)";
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = config.threads.unwrap_or(cores).max(1);
+        let pool = pool_size(threads, std::fs::metadata(path).map_or(0, |m| m.len()));
+        let each = SessionConfig {
+            threads: Some((threads / pool).max(1)),
+            ..config
+        };
+        let loaded = runtime::open_session(path, device, each, hint)?;
+        let mut sessions = vec![];
+        if loaded.placement == Placement::Cpu {
+            for _ in 1..pool {
+                sessions.push(runtime::open_session(path, Device::Cpu, each, hint)?.session);
+            }
+        }
         let session = loaded.session;
         let input = session
             .inputs()
@@ -158,8 +172,9 @@ impl DeepfakeModel {
                 ));
             }
         }
+        sessions.insert(0, session);
         Ok(DeepfakeModel {
-            session,
+            sessions,
             path: path.to_owned(),
             recipe,
             half,
@@ -210,32 +225,83 @@ impl DeepfakeModel {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let s = self.recipe.input_size;
-        let shape = [n, 3, s, s];
-        let fail = |e: ort::Error| RuntimeError::Ort(format!("{}: {e}", self.path.display()));
-        let logits: Vec<f32> = if self.half {
-            let h: Vec<f16> = inputs.iter().map(|v| f16::from_f32(*v)).collect();
-            let t = TensorRef::from_array_view((shape, h.as_slice())).map_err(fail)?;
-            let out = self
-                .session
-                .run(ort::inputs!["pixel_values" => t])
-                .map_err(fail)?;
-            let (_, l) = out["logits"].try_extract_tensor::<f16>().map_err(fail)?;
-            l.iter().map(|v| v.to_f32()).collect()
-        } else {
-            let t = TensorRef::from_array_view((shape, &inputs[..n * per])).map_err(fail)?;
-            let out = self
-                .session
-                .run(ort::inputs!["pixel_values" => t])
-                .map_err(fail)?;
-            let (_, l) = out["logits"].try_extract_tensor::<f32>().map_err(fail)?;
-            l.to_vec()
-        };
-        Ok(logits
-            .chunks(DeepfakeType::COUNT)
-            .map(Verdict::from_logits)
-            .collect())
+        let (side, half, path) = (self.recipe.input_size, self.half, self.path.as_path());
+        let parts = self.sessions.len().min(n);
+        if parts == 1 {
+            return run(
+                &mut self.sessions[0],
+                &inputs[..n * per],
+                n,
+                side,
+                half,
+                path,
+            );
+        }
+        let chunk = n.div_ceil(parts) * per;
+        let results: Vec<Result<Vec<Verdict>, RuntimeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .sessions
+                .iter_mut()
+                .zip(inputs[..n * per].chunks(chunk))
+                .map(|(s, part)| {
+                    scope.spawn(move || run(s, part, part.len() / per, side, half, path))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut out = Vec::with_capacity(n);
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
     }
+}
+
+/// Weights the CPU session pool may hold in memory together: every session keeps its own
+/// copy, so a ViT-L/14 export (1.2 GB) gets one multi-threaded session and the small
+/// models one single-threaded session per core.
+const POOL_WEIGHT_BUDGET: u64 = 2 << 30;
+
+/// How many CPU sessions to open for a model file of `bytes` with `threads` to spend.
+fn pool_size(threads: usize, bytes: u64) -> usize {
+    let by_memory = (POOL_WEIGHT_BUDGET / bytes.max(1)).max(1) as usize;
+    threads.min(16).min(by_memory).max(1)
+}
+
+/// One session's run over `n` faces.
+fn run(
+    session: &mut Session,
+    inputs: &[f32],
+    n: usize,
+    side: usize,
+    half: bool,
+    path: &Path,
+) -> Result<Vec<Verdict>, RuntimeError> {
+    let shape = [n, 3, side, side];
+    let fail = |e: ort::Error| RuntimeError::Ort(format!("{}: {e}", path.display()));
+    let logits: Vec<f32> = if half {
+        let h: Vec<f16> = inputs.iter().map(|v| f16::from_f32(*v)).collect();
+        let t = TensorRef::from_array_view((shape, h.as_slice())).map_err(fail)?;
+        let out = session
+            .run(ort::inputs!["pixel_values" => t])
+            .map_err(fail)?;
+        let (_, l) = out["logits"].try_extract_tensor::<f16>().map_err(fail)?;
+        l.iter().map(|v| v.to_f32()).collect()
+    } else {
+        let t = TensorRef::from_array_view((shape, inputs)).map_err(fail)?;
+        let out = session
+            .run(ort::inputs!["pixel_values" => t])
+            .map_err(fail)?;
+        let (_, l) = out["logits"].try_extract_tensor::<f32>().map_err(fail)?;
+        l.to_vec()
+    };
+    Ok(logits
+        .chunks(DeepfakeType::COUNT)
+        .map(Verdict::from_logits)
+        .collect())
 }
 
 #[cfg(test)]
@@ -254,5 +320,14 @@ mod tests {
             Verdict::from_logits(&[5.0, 0.0, 0.0, 0.0, 0.0]).label(),
             DeepfakeType::Real
         );
+    }
+
+    #[test]
+    fn pool_keeps_large_models_to_one_session() {
+        assert_eq!(pool_size(16, 1_200_000_000), 1);
+        assert_eq!(pool_size(16, 600_000_000), 3);
+        assert_eq!(pool_size(2, 4_000_000), 2);
+        assert_eq!(pool_size(64, 4_000_000), 16);
+        assert_eq!(pool_size(0, 0), 1);
     }
 }

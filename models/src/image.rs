@@ -114,6 +114,31 @@ impl RgbImage {
         }
     }
 
+    /// The image scaled (nearest neighbour) to fit a `w × h` canvas of grey `background`,
+    /// centred: a frame holding it, for benchmarks and demos.
+    pub fn letterboxed(&self, w: usize, h: usize, background: u8) -> RgbImage {
+        let scale = (h as f32 / self.height as f32).min(w as f32 / self.width as f32);
+        let (sw, sh) = (
+            (self.width as f32 * scale) as usize,
+            (self.height as f32 * scale) as usize,
+        );
+        let (x0, y0) = ((w - sw) / 2, (h - sh) / 2);
+        let mut data = vec![background; w * h * 3];
+        for y in 0..sh {
+            let sy = (((y as f32 + 0.5) / scale) as usize).min(self.height - 1);
+            for x in 0..sw {
+                let sx = (((x as f32 + 0.5) / scale) as usize).min(self.width - 1);
+                let src = &self.data[(sy * self.width + sx) * 3..][..3];
+                data[((y0 + y) * w + x0 + x) * 3..][..3].copy_from_slice(src);
+            }
+        }
+        RgbImage {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
     /// Writes the image as PNG.
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
         image::save_buffer(

@@ -12,13 +12,10 @@ use sd2_models::ort;
 use sd2_models::paths;
 use sd2_models::runtime::{self, Device as OrtDevice, SessionConfig};
 use sd2_train::clip::ClipConfig;
-use sd2_train::data::augment::AugmentConfig;
 use sd2_train::export::{ExportInfo, Variant, export};
 use sd2_train::labels::TextLabels;
-use sd2_train::loss::LossConfig;
-use sd2_train::model::{Sd2Config, Sd2Model, cosine_matrix};
+use sd2_train::model::{Sd2Model, cosine_matrix};
 use sd2_train::tokenizer::ClipTokenizer;
-use sd2_train::train::RunConfig;
 use sd2_train::train::checkpoint::RunState;
 use sd2_train::train::step::token_tensor;
 
@@ -39,40 +36,10 @@ impl ModuleMapper for Perturb {
 }
 
 fn state(clip: ClipConfig) -> RunState {
-    let crop = CropRecipe {
-        input_size: clip.vision.image_size,
-        ..CropRecipe::default()
-    };
-    RunState {
-        step: 0,
-        epoch: 0,
-        batch: 0,
-        images: 0,
-        config: RunConfig {
-            manifest: "unused".into(),
-            image_root: None,
-            clip_checkpoint: None,
-            vocab: paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz"),
-            labels: None,
-            labels_per_type: None,
-            model: Sd2Config::new(clip),
-            loss: LossConfig::default(),
-            augment: AugmentConfig::none(),
-            crop,
-            learning_rate: 0.0,
-            weight_decay: 0.0,
-            warmup_steps: 0,
-            micro_batch: 1,
-            accumulation: 1,
-            epochs: 1,
-            max_steps: None,
-            checkpoint_every: 1,
-            keep_checkpoints: 1,
-            seed: 0,
-            workers: 1,
-            devices: vec!["flex".into()],
-        },
-    }
+    RunState::untrained(
+        clip,
+        paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz"),
+    )
 }
 
 /// (logits, embedding) from burn.

@@ -8,7 +8,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use sd2_models::crop::CropRecipe;
+
 use super::config::RunConfig;
+use crate::clip::ClipConfig;
+use crate::data::augment::AugmentConfig;
+use crate::loss::LossConfig;
+use crate::model::Sd2Config;
 
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,6 +28,47 @@ pub struct RunState {
     /// Images trained on so far.
     pub images: u64,
     pub config: RunConfig,
+}
+
+impl RunState {
+    /// The state of a model that was never trained: random weights of `clip`'s sizes, crops
+    /// at its input size, nothing else set. What `sd2-bench` and the export tests export.
+    pub fn untrained(clip: ClipConfig, vocab: PathBuf) -> Self {
+        let crop = CropRecipe {
+            input_size: clip.vision.image_size,
+            ..CropRecipe::default()
+        };
+        RunState {
+            step: 0,
+            epoch: 0,
+            batch: 0,
+            images: 0,
+            config: RunConfig {
+                manifest: PathBuf::new(),
+                image_root: None,
+                clip_checkpoint: None,
+                vocab,
+                labels: None,
+                labels_per_type: None,
+                model: Sd2Config::new(clip),
+                loss: LossConfig::default(),
+                augment: AugmentConfig::none(),
+                crop,
+                learning_rate: 0.0,
+                weight_decay: 0.0,
+                warmup_steps: 0,
+                micro_batch: 1,
+                accumulation: 1,
+                epochs: 1,
+                max_steps: None,
+                checkpoint_every: 1,
+                keep_checkpoints: 1,
+                seed: 0,
+                workers: 1,
+                devices: vec!["flex".into()],
+            },
+        }
+    }
 }
 
 pub fn checkpoints_dir(out: &Path) -> PathBuf {

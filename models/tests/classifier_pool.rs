@@ -1,0 +1,63 @@
+//! The CPU session pool splits a batch among sessions; its verdicts must be those of one
+//! session over the whole batch, in the same order.
+
+mod common;
+
+use std::path::PathBuf;
+
+use sd2_models::classifier::DeepfakeModel;
+use sd2_models::image::RgbImage;
+use sd2_models::runtime::{Device, SessionConfig};
+
+fn demo_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sd2-demo.onnx")
+}
+
+fn load(threads: usize) -> DeepfakeModel {
+    let config = SessionConfig {
+        threads: Some(threads),
+        ..SessionConfig::default()
+    };
+    DeepfakeModel::load(&demo_model(), Device::Cpu, config).expect("demo model loads")
+}
+
+/// Crops of the sample images at different places and sizes, `n` of them.
+fn crops(model: &DeepfakeModel, n: usize) -> Vec<f32> {
+    let images = [
+        RgbImage::open(&common::sample("t1.jpg")).unwrap(),
+        RgbImage::open(&common::sample("astronaut.png")).unwrap(),
+    ];
+    let per = model.input_len();
+    let mut out = vec![0.0; n * per];
+    for (i, slot) in out.chunks_mut(per).enumerate() {
+        let img = &images[i % 2];
+        let (w, h) = (img.view().width() as f32, img.view().height() as f32);
+        let f = 0.2 + 0.1 * (i % 5) as f32;
+        let bbox = [w * f * 0.5, h * f * 0.3, w * (0.5 + f), h * (0.4 + f)];
+        model.prepare(img.view(), bbox, slot);
+    }
+    out
+}
+
+#[test]
+fn pooled_batches_equal_one_session() {
+    let _ = common::installed("onnxruntime");
+    let mut one = load(1);
+    let mut pooled = load(3);
+    for n in [1usize, 2, 7] {
+        let inputs = crops(&one, n);
+        let a = one.classify(&inputs).unwrap();
+        let b = pooled.classify(&inputs).unwrap();
+        assert_eq!(a.len(), n);
+        assert_eq!(b.len(), n);
+        for (x, y) in a.iter().zip(&b) {
+            let d = common::max_abs_diff(&x.probabilities, &y.probabilities);
+            assert!(d < 1e-5, "batch {n}: pooled differs by {d}");
+        }
+        // Distinct faces give distinct verdicts, so an order mix-up would show above.
+        for pair in a.windows(2) {
+            let d = common::max_abs_diff(&pair[0].probabilities, &pair[1].probabilities);
+            assert!(d > 1e-6, "two crops gave the same verdict");
+        }
+    }
+}
