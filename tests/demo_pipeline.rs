@@ -125,8 +125,10 @@ fn demo_prints_one_classified_json_line_per_frame() {
                 o["w"].as_u64().unwrap(),
                 o["h"].as_u64().unwrap(),
             );
+            // min-face-size bounds the pyramid's smallest window; the box
+            // regression may still shrink a face a little below it.
             assert!(
-                x + w <= 1280 && y + h <= 720 && w >= 20 && h >= 20,
+                x + w <= 1280 && y + h <= 720 && w >= 10 && h >= 10,
                 "frame {i}: {o}"
             );
             let d = &o["detection"];

@@ -80,7 +80,7 @@ fn encode(out: &Path, astronaut: &RgbImage, group: &RgbImage, swapped: &RgbImage
     gst::init()?;
     let tmp = out.with_extension("webm.part");
     let pipeline = gst::parse::launch(&format!(
-        "appsrc name=src format=time ! videoconvert ! vp8enc deadline=1 target-bitrate=3000000 keyframe-max-dist=50 ! webmmux ! filesink location=\"{}\"",
+        "appsrc name=src format=time ! videoconvert ! vp8enc deadline=1000000 cpu-used=5 threads=1 target-bitrate=3000000 keyframe-max-dist=50 ! webmmux ! filesink location=\"{}\"",
         tmp.display()
     ))?
     .downcast::<gst::Pipeline>()
