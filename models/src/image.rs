@@ -139,6 +139,22 @@ impl RgbImage {
         }
     }
 
+    /// The colour at `(x, y)` (pixel centres at integer coordinates), interpolated
+    /// bilinearly; points outside the image take the nearest edge's colour.
+    pub fn sample_bilinear(&self, x: f32, y: f32) -> [f32; 3] {
+        let x = x.clamp(0.0, (self.width - 1) as f32);
+        let y = y.clamp(0.0, (self.height - 1) as f32);
+        let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+        let (x1, y1) = ((x0 + 1).min(self.width - 1), (y0 + 1).min(self.height - 1));
+        let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+        let p = |xx: usize, yy: usize, c: usize| self.data[(yy * self.width + xx) * 3 + c] as f32;
+        std::array::from_fn(|c| {
+            let top = p(x0, y0, c) * (1.0 - fx) + p(x1, y0, c) * fx;
+            let bottom = p(x0, y1, c) * (1.0 - fx) + p(x1, y1, c) * fx;
+            top * (1.0 - fy) + bottom * fy
+        })
+    }
+
     /// Writes the image as PNG.
     pub fn save_png(&self, path: &Path) -> Result<(), ImageError> {
         image::save_buffer(
@@ -152,5 +168,21 @@ impl RgbImage {
             path: path.display().to_string(),
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bilinear_samples_interpolate_and_clamp_to_the_edges() {
+        // Two pixels: black, then (200, 100, 40).
+        let img = RgbImage::new(2, 1, vec![0, 0, 0, 200, 100, 40]).unwrap();
+        assert_eq!(img.sample_bilinear(0.0, 0.0), [0.0, 0.0, 0.0]);
+        assert_eq!(img.sample_bilinear(0.25, 0.0), [50.0, 25.0, 10.0]);
+        assert_eq!(img.sample_bilinear(1.0, 0.0), [200.0, 100.0, 40.0]);
+        assert_eq!(img.sample_bilinear(-3.0, 0.7), [0.0, 0.0, 0.0]);
+        assert_eq!(img.sample_bilinear(9.0, -2.0), [200.0, 100.0, 40.0]);
     }
 }

@@ -32,22 +32,14 @@ fn compose(src: &RgbImage, scale: f32, x0: f32, y0: f32) -> Vec<u8> {
         if sy < -0.5 || sy > sh - 0.5 {
             continue;
         }
-        let sy = sy.clamp(0.0, sh - 1.0);
-        let (y1, fy) = (sy.floor() as usize, sy.fract());
-        let y2 = (y1 + 1).min(src.height - 1);
         for x in 0..WIDTH {
             let sx = (x as f32 + 0.5 - x0) / scale - 0.5;
             if sx < -0.5 || sx > sw - 0.5 {
                 continue;
             }
-            let sx = sx.clamp(0.0, sw - 1.0);
-            let (x1, fx) = (sx.floor() as usize, sx.fract());
-            let x2 = (x1 + 1).min(src.width - 1);
-            for c in 0..3 {
-                let p = |xx: usize, yy: usize| src.data[(yy * src.width + xx) * 3 + c] as f32;
-                let top = p(x1, y1) * (1.0 - fx) + p(x2, y1) * fx;
-                let bottom = p(x1, y2) * (1.0 - fx) + p(x2, y2) * fx;
-                out[(y * WIDTH + x) * 3 + c] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            let v = src.sample_bilinear(sx, sy);
+            for (o, v) in out[(y * WIDTH + x) * 3..][..3].iter_mut().zip(v) {
+                *o = v.round() as u8;
             }
         }
     }

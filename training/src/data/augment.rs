@@ -103,20 +103,13 @@ fn rotate(img: &RgbImage, degrees: f32) -> RgbImage {
     let (w, h) = (img.width, img.height);
     let (s, c) = degrees.to_radians().sin_cos();
     let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-    let px = |x: usize, y: usize, ch: usize| img.data[(y * w + x) * 3 + ch] as f32;
     let mut out = vec![0u8; w * h * 3];
     for y in 0..h {
         for x in 0..w {
             let (dx, dy) = (x as f32 - cx, y as f32 - cy);
-            let sx = (c * dx + s * dy + cx).clamp(0.0, (w - 1) as f32);
-            let sy = (-s * dx + c * dy + cy).clamp(0.0, (h - 1) as f32);
-            let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
-            let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-            let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
-            for ch in 0..3 {
-                let top = px(x0, y0, ch) * (1.0 - fx) + px(x1, y0, ch) * fx;
-                let bottom = px(x0, y1, ch) * (1.0 - fx) + px(x1, y1, ch) * fx;
-                out[(y * w + x) * 3 + ch] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            let v = img.sample_bilinear(c * dx + s * dy + cx, -s * dx + c * dy + cy);
+            for (o, v) in out[(y * w + x) * 3..][..3].iter_mut().zip(v) {
+                *o = v.round() as u8;
             }
         }
     }

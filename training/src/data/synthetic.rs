@@ -75,20 +75,6 @@ fn apply(t: &Affine, x: f32, y: f32) -> (f32, f32) {
     (t[0] * x + t[1] * y + t[2], t[3] * x + t[4] * y + t[5])
 }
 
-fn sample(img: &RgbImage, x: f32, y: f32) -> [f32; 3] {
-    let x = x.clamp(0.0, (img.width - 1) as f32);
-    let y = y.clamp(0.0, (img.height - 1) as f32);
-    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-    let (x1, y1) = ((x0 + 1).min(img.width - 1), (y0 + 1).min(img.height - 1));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let p = |xx: usize, yy: usize, c: usize| img.data[(yy * img.width + xx) * 3 + c] as f32;
-    std::array::from_fn(|c| {
-        let top = p(x0, y0, c) * (1.0 - fx) + p(x1, y0, c) * fx;
-        let bottom = p(x0, y1, c) * (1.0 - fx) + p(x1, y1, c) * fx;
-        top * (1.0 - fy) + bottom * fy
-    })
-}
-
 /// Weight in [0, 1] of the inner-face ellipse around the landmarks, `feather` of its size soft.
 fn face_mask(face: &Face, feather: f32) -> impl Fn(f32, f32) -> f32 {
     let l = face.landmarks;
@@ -135,7 +121,7 @@ pub fn swap(
         for x in x0..x1 {
             if mask(x as f32, y as f32) > 0.5 {
                 let (sx, sy) = apply(&to_donor, x as f32, y as f32);
-                let d = sample(donor_frame, sx, sy);
+                let d = donor_frame.sample_bilinear(sx, sy);
                 for c in 0..3 {
                     mt[c] += frame.data[(y * frame.width + x) * 3 + c] as f32;
                     md[c] += d[c];
@@ -152,7 +138,7 @@ pub fn swap(
                 continue;
             }
             let (sx, sy) = apply(&to_donor, x as f32, y as f32);
-            let d = sample(donor_frame, sx, sy);
+            let d = donor_frame.sample_bilinear(sx, sy);
             for c in 0..3 {
                 let i = (y * frame.width + x) * 3 + c;
                 out.data[i] = (frame.data[i] as f32 * (1.0 - a) + (d[c] + shift[c]) * a)
@@ -190,7 +176,7 @@ fn reenact(frame: &RgbImage, face: &Face, rng: &mut Rng) -> RgbImage {
             // Inverse map: where each output pixel reads from.
             let sx = fx - turn * eye * (wm + we);
             let sy = fy - open * (fy - mouth[1]) * wm + squint * (fy - eyes[1]) * we;
-            let p = sample(frame, sx, sy);
+            let p = frame.sample_bilinear(sx, sy);
             let i = (y * frame.width + x) * 3;
             for (o, v) in out.data[i..i + 3].iter_mut().zip(p) {
                 *o = v.round() as u8;
