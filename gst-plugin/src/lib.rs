@@ -15,6 +15,7 @@ mod device;
 mod facedetect;
 mod frame;
 mod json;
+mod pads;
 pub mod roi;
 
 pub use device::DeviceKind;

@@ -364,22 +364,7 @@ impl ElementImpl for DetectBin {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &gst::Caps::new_any(),
-                )
-                .unwrap(),
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &crate::frame::caps(),
-                )
-                .unwrap(),
-            ]
+            crate::pads::sink_and_src(&gst::Caps::new_any(), &crate::frame::caps())
         });
         TEMPLATES.as_ref()
     }
