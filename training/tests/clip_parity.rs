@@ -2,9 +2,12 @@
 //! tiny random weights, read from either checkpoint layout (fixtures made by
 //! `fixtures/make_clip_reference.py`).
 
+mod common;
+
 use std::path::PathBuf;
 
 use burn::prelude::*;
+use common::max_diff;
 use sd2_train::clip::load::{Checkpoint, LoadError};
 use sd2_train::clip::{ClipConfig, ClipModel};
 use sd2_train::lora::LoraConfig;
@@ -27,14 +30,6 @@ fn pattern(n: usize, seed: u64) -> Vec<f32> {
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
     serde_json::from_value(v.clone()).unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn check(model: &ClipModel, device: &Device) {

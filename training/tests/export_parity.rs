@@ -2,8 +2,11 @@
 //! 1e-4, fp16 within 1e-2, on random and real face inputs, for the tiny preset and for
 //! ViT-L/14 with random weights.
 
+mod common;
+
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
+use common::max_diff;
 use half::f16;
 use sd2_models::crop::CropRecipe;
 use sd2_models::image::RgbImage;
@@ -97,14 +100,6 @@ fn ort_outputs(
         let get = |name: &str| out[name].try_extract_tensor::<f32>().unwrap().1.to_vec();
         (get("logits"), get("embedding"))
     }
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn pattern(n: usize, seed: u64) -> Vec<f32> {
