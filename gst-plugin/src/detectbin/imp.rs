@@ -144,11 +144,17 @@ impl DetectBin {
             }
             return;
         }
-        let fakesink = gst::ElementFactory::make("fakesink")
+        let fakesink = match gst::ElementFactory::make("fakesink")
             .property("sync", false)
             .property("async", false)
             .build()
-            .expect("fakesink");
+        {
+            Ok(f) => f,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "{caps} stream left unlinked: {e}");
+                return;
+            }
+        };
         let obj = self.obj();
         if obj.add(&fakesink).is_ok() {
             let _ = fakesink.sync_state_with_parent();
@@ -179,17 +185,18 @@ impl ObjectImpl for DetectBin {
                 bin.imp().pad_added(pad);
             }
         });
-        // Sampling happens before detection, so dropped frames cost nothing downstream.
+        // Sampling happens before conversion and detection, so dropped frames cost nothing
+        // downstream.
         let sampler = self.sampler.clone();
         let convert_sink = self.convert.static_pad("sink").expect("videoconvert sink");
-        let convert_src = self.convert.static_pad("src").expect("videoconvert src");
-        convert_src.add_probe(
+        convert_sink.add_probe(
             gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_FLUSH,
-            move |_, info| match &info.data {
+            move |pad, info| match &info.data {
                 Some(gst::PadProbeData::Buffer(buf)) => {
-                    let duration = convert_sink
-                        .peer_query_duration::<gst::ClockTime>()
-                        .map(|d| d.nseconds());
+                    let duration = || {
+                        pad.peer_query_duration::<gst::ClockTime>()
+                            .map(|d| d.nseconds())
+                    };
                     let keep = sampler
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

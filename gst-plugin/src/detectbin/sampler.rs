@@ -14,7 +14,7 @@ pub enum Sampling {
 /// Decides frame by frame.
 #[derive(Clone, Debug)]
 pub struct Sampler {
-    pub rule: Sampling,
+    rule: Sampling,
     /// The next slot (per second) or target index (per video) to fill.
     next: u64,
 }
@@ -29,8 +29,8 @@ impl Sampler {
     }
 
     /// Whether the frame at `pts` (nanoseconds from the stream's start) is kept; `duration`
-    /// is the stream's length when known.
-    pub fn keep(&mut self, pts: Option<u64>, duration: Option<u64>) -> bool {
+    /// gives the stream's length when known, asked only by `PerVideo`.
+    pub fn keep(&mut self, pts: Option<u64>, duration: impl FnOnce() -> Option<u64>) -> bool {
         let Some(pts) = pts else {
             return !matches!(self.rule, Sampling::PerVideo(_));
         };
@@ -46,7 +46,7 @@ impl Sampler {
                 }
             }
             Sampling::PerVideo(count) => {
-                let Some(d) = duration.filter(|d| *d > 0) else {
+                let Some(d) = duration().filter(|d| *d > 0) else {
                     return true;
                 };
                 let count = count.max(1) as u64;
@@ -78,7 +78,7 @@ mod tests {
         let mut s = Sampler::new(Sampling::PerSecond(2.0));
         let kept: Vec<u64> = (0..25u64)
             .map(|i| i * 40 * MS)
-            .filter(|&t| s.keep(Some(t), None))
+            .filter(|&t| s.keep(Some(t), || None))
             .collect();
         assert_eq!(kept, vec![0, 520 * MS]);
     }
@@ -89,7 +89,7 @@ mod tests {
         let mut s = Sampler::new(Sampling::PerVideo(32));
         let kept: Vec<u64> = (0..250u64)
             .map(|i| i * 40 * MS)
-            .filter(|&t| s.keep(Some(t), Some(10_000 * MS)))
+            .filter(|&t| s.keep(Some(t), || Some(10_000 * MS)))
             .collect();
         assert_eq!(kept.len(), 32);
         assert_eq!(kept[0], 0);
@@ -97,6 +97,6 @@ mod tests {
         assert!(kept[31] >= 9_680 * MS);
         // Without a duration (a live stream) every frame goes on.
         let mut live = Sampler::new(Sampling::PerVideo(32));
-        assert!((0..5).all(|i| live.keep(Some(i * 40 * MS), None)));
+        assert!((0..5).all(|i| live.keep(Some(i * 40 * MS), || None)));
     }
 }
