@@ -1,7 +1,8 @@
 //! The `device` property shared by the elements that run models.
 
 use gst::glib;
-use sd2_models::runtime::Device;
+use gst::prelude::*;
+use sd2_models::runtime::{Device, Placement};
 
 /// Where an element runs its model.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -30,5 +31,35 @@ impl From<DeviceKind> for Device {
             DeviceKind::Cuda => Device::Cuda,
             DeviceKind::Auto => Device::Auto,
         }
+    }
+}
+
+/// Says where `element` runs `what`: when `device=auto` fell back to the CPU, a warning and
+/// an `sd2-device` element message with the reason; otherwise a log line.
+pub fn report_placement(
+    element: &gst::Element,
+    cat: gst::DebugCategory,
+    what: &str,
+    placement: Placement,
+    fallback_reason: Option<&str>,
+) {
+    match fallback_reason {
+        Some(reason) => {
+            gst::warning!(
+                cat,
+                obj = element,
+                "device=auto: CUDA cannot be used ({reason}); running on the CPU"
+            );
+            let msg = gst::message::Element::builder(
+                gst::Structure::builder("sd2-device")
+                    .field("device", "cpu")
+                    .field("reason", reason)
+                    .build(),
+            )
+            .src(element)
+            .build();
+            let _ = element.post_message(msg);
+        }
+        None => gst::info!(cat, obj = element, "{what} running on {placement}"),
     }
 }

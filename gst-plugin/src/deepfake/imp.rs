@@ -279,6 +279,9 @@ impl Deepfake {
             .collect();
         drop(guard);
         let mut q = self.shared.lock();
+        if q.flushing {
+            return Err(gst::FlowError::Flushing);
+        }
         q.items.push_back(Item::Frame(FrameJob {
             buffer,
             frame,
@@ -326,11 +329,9 @@ impl Deepfake {
         let mut frames = Vec::new();
         for item in run {
             match item {
-                Item::Event(e) => {
-                    if let gst::EventView::Caps(c) = e.view() {
-                        *converter = gst_video::VideoInfo::from_caps(c.caps())
-                            .ok()
-                            .and_then(|info| RgbConverter::new(&info).ok());
+                Item::Event(e, conv) => {
+                    if let Some(conv) = conv {
+                        *converter = Some(*conv);
                     }
                     if self.shared.lock().flushing {
                         return Err(gst::FlowError::Flushing);
@@ -536,28 +537,32 @@ impl Deepfake {
                 self.srcpad.push_event(event)
             }
             _ if event.is_serialized() => {
+                let mut converter = None;
                 if let gst::EventView::Caps(c) = event.view() {
-                    match gst_video::VideoInfo::from_caps(c.caps()) {
-                        Ok(info) => {
-                            if let Some(st) = self.state().as_mut() {
-                                st.size = Some((info.width(), info.height()));
-                            }
-                        }
-                        Err(_) => {
+                    let conv = match gst_video::VideoInfo::from_caps(c.caps())
+                        .map_err(|e| e.to_string())
+                        .and_then(|info| RgbConverter::new(&info).map_err(|e| e.to_string()))
+                    {
+                        Ok(conv) => conv,
+                        Err(e) => {
                             gst::element_imp_error!(
                                 self,
                                 gst::CoreError::Negotiation,
-                                ("cannot use caps {}", c.caps())
+                                ("cannot use caps {}: {}", c.caps(), e)
                             );
                             return false;
                         }
+                    };
+                    if let Some(st) = self.state().as_mut() {
+                        st.size = Some((conv.info().width(), conv.info().height()));
                     }
+                    converter = Some(Box::new(conv));
                 }
                 let mut q = self.shared.lock();
                 if q.flushing {
                     return false;
                 }
-                q.items.push_back(Item::Event(event));
+                q.items.push_back(Item::Event(event, converter));
                 self.shared.ready.notify_all();
                 true
             }
@@ -593,31 +598,13 @@ impl Deepfake {
         let s = self.settings().clone();
         let service = Service::get(&s.model, s.device.into(), s.batch_size.max(1) as usize)
             .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("sd2deepfake: {}", e)))?;
-        match service.fallback_reason() {
-            Some(reason) => {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "device=auto: CUDA cannot be used ({reason}); running on the CPU"
-                );
-                let msg = gst::message::Element::builder(
-                    gst::Structure::builder("sd2-device")
-                        .field("device", "cpu")
-                        .field("reason", reason)
-                        .build(),
-                )
-                .src(&*self.obj())
-                .build();
-                let _ = self.obj().post_message(msg);
-            }
-            None => gst::info!(
-                CAT,
-                imp = self,
-                "model {} running on {}",
-                service.name(),
-                service.placement()
-            ),
-        }
+        crate::device::report_placement(
+            self.obj().upcast_ref(),
+            *CAT,
+            &format!("model {}", service.name()),
+            service.placement(),
+            service.fallback_reason(),
+        );
         {
             let mut q = self.shared.lock();
             q.items.clear();

@@ -4,6 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use crate::frame::RgbConverter;
+
 /// A face as the streaming thread saw it.
 pub struct FaceJob {
     pub track: u64,
@@ -31,7 +33,9 @@ impl FrameJob {
 
 pub enum Item {
     Frame(FrameJob),
-    Event(gst::Event),
+    /// A serialized event; a caps event carries the converter for its format, built and
+    /// checked when the caps arrived.
+    Event(gst::Event, Option<Box<RgbConverter>>),
 }
 
 pub struct Queue {
@@ -83,11 +87,11 @@ pub fn take_run(q: &mut Queue, batch: usize) -> (Vec<Item>, usize) {
     let mut counted = 0;
     while let Some(front) = q.items.front() {
         match front {
-            Item::Event(_) if run.is_empty() => {
+            Item::Event(..) if run.is_empty() => {
                 run.push(q.items.pop_front().expect("front exists"));
                 break;
             }
-            Item::Event(_) => break,
+            Item::Event(..) => break,
             Item::Frame(f) => {
                 let n = f.due_faces();
                 if !run.is_empty() && faces + n > batch {

@@ -18,7 +18,7 @@ struct Job {
 
 /// A loaded model and the thread that runs it.
 pub struct Service {
-    jobs: Mutex<Sender<Job>>,
+    jobs: Sender<Job>,
     recipe: CropRecipe,
     input_len: usize,
     name: String,
@@ -45,11 +45,17 @@ fn run(mut model: DeepfakeModel, jobs: Receiver<Job>, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        let inputs: Vec<f32> = batch
-            .iter()
-            .flat_map(|j| j.inputs.iter().copied())
-            .collect();
-        match model.classify(&inputs) {
+        let joined: Vec<f32>;
+        let inputs = if let [only] = batch.as_slice() {
+            &only.inputs
+        } else {
+            joined = batch
+                .iter()
+                .flat_map(|j| j.inputs.iter().copied())
+                .collect();
+            &joined
+        };
+        match model.classify(inputs) {
             Ok(verdicts) => {
                 let mut rest = verdicts.as_slice();
                 for j in batch {
@@ -86,7 +92,7 @@ impl Service {
         let model = DeepfakeModel::load(path, device, SessionConfig::default())?;
         let (tx, rx) = channel();
         let service = Arc::new(Service {
-            jobs: Mutex::new(tx),
+            jobs: tx,
             recipe: *model.recipe(),
             input_len: model.input_len(),
             name: model.name().to_owned(),
@@ -108,8 +114,6 @@ impl Service {
         }
         let (tx, rx) = sync_channel(1);
         self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .send(Job { inputs, reply: tx })
             .map_err(|_| "the inference thread has stopped".to_owned())?;
         rx.recv()

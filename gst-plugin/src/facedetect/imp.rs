@@ -249,30 +249,13 @@ impl BaseTransformImpl for FaceDetect {
             s.mtcnn(),
         )
         .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("sd2facedetect: {}", e)))?;
-        match detector.fallback_reason() {
-            Some(reason) => {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "device=auto: CUDA cannot be used ({reason}); running on the CPU"
-                );
-                let msg = gst::message::Element::builder(
-                    gst::Structure::builder("sd2-device")
-                        .field("device", "cpu")
-                        .field("reason", reason)
-                        .build(),
-                )
-                .src(&*self.obj())
-                .build();
-                let _ = self.obj().post_message(msg);
-            }
-            None => gst::info!(
-                CAT,
-                imp = self,
-                "detector running on {}",
-                detector.placement()
-            ),
-        }
+        crate::device::report_placement(
+            self.obj().upcast_ref(),
+            *CAT,
+            "detector",
+            detector.placement(),
+            detector.fallback_reason(),
+        );
         *self.state() = Some(State {
             detector,
             converter: None,
