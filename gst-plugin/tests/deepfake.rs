@@ -375,6 +375,43 @@ fn faces_attached_by_another_element_are_classified() {
     assert!(params[0].is_some());
 }
 
+#[test]
+fn broken_boxes_from_another_element_are_cropped_within_bounds() {
+    init();
+    let img = sample("astronaut.png");
+    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
+    h.set_src_caps(rgb_caps(&img));
+    let mut buf = rgb_buffer(&img, 0);
+    let b = buf.get_mut().unwrap();
+    // A rectangle near u32::MAX, and a detection param with NaN and infinite corners.
+    gst_video::VideoRegionOfInterestMeta::add(b, "face", (u32::MAX - 5, 7, u32::MAX, u32::MAX));
+    let mut m = gst_video::VideoRegionOfInterestMeta::add(b, "face", (181, 62, 87, 110));
+    m.add_param(
+        gst::Structure::builder("detection")
+            .field("x_min", f64::NAN)
+            .field("y_min", f64::NEG_INFINITY)
+            .field("x_max", f64::INFINITY)
+            .field("y_max", 1e30f64)
+            .field("confidence", 0.99f64)
+            .build(),
+    );
+    // A finite box a million frames wide.
+    let mut m = gst_video::VideoRegionOfInterestMeta::add(b, "face", (0, 0, 10, 10));
+    m.add_param(
+        gst::Structure::builder("detection")
+            .field("x_min", 0.0f64)
+            .field("y_min", 0.0f64)
+            .field("x_max", 1e6f64)
+            .field("y_max", 1e6f64)
+            .field("confidence", 0.99f64)
+            .build(),
+    );
+    let out = h.push_and_pull(buf).unwrap();
+    let params = deepfake_params(&out);
+    assert_eq!(params.len(), 3, "{params:?}");
+    assert!(params.iter().all(Option::is_some), "{params:?}");
+}
+
 fn launch(line: &str) -> gst::Element {
     init();
     gst::parse::launch(line).unwrap()

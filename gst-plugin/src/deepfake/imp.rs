@@ -132,22 +132,28 @@ pub struct Deepfake {
 /// has one, else from the ROI rectangle.
 fn face_boxes(buf: &gst::BufferRef, width: u32, height: u32) -> Vec<[f32; 4]> {
     let (w, h) = (width as f64, height as f64);
+    // Boxes come from any upstream element: keep them within a frame's size of the frame,
+    // so a broken one (NaN, infinite, huge) cannot make the crop allocate without bound.
+    let bound = |v: f64, size: f64| {
+        if v.is_nan() {
+            0.0
+        } else {
+            v.clamp(-size, 2.0 * size) as f32
+        }
+    };
     roi::faces(buf)
         .map(|m| {
             let d = m.param(roi::DETECTION);
             let get = |k: &str| d.and_then(|s| s.get::<f64>(k).ok());
-            match (get("x_min"), get("y_min"), get("x_max"), get("y_max")) {
-                (Some(a), Some(b), Some(c), Some(e)) => [
-                    (a * w) as f32,
-                    (b * h) as f32,
-                    (c * w) as f32,
-                    (e * h) as f32,
-                ],
+            let [a, b, c, e] = match (get("x_min"), get("y_min"), get("x_max"), get("y_max")) {
+                (Some(a), Some(b), Some(c), Some(e)) => [a * w, b * h, c * w, e * h],
                 _ => {
                     let (x, y, rw, rh) = m.rect();
-                    [x as f32, y as f32, (x + rw) as f32, (y + rh) as f32]
+                    let (x, y) = (x as f64, y as f64);
+                    [x, y, x + rw as f64, y + rh as f64]
                 }
-            }
+            };
+            [bound(a, w), bound(b, h), bound(c, w), bound(e, h)]
         })
         .collect()
 }
