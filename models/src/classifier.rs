@@ -101,12 +101,6 @@ impl DeepfakeModel {
             ..config
         };
         let loaded = runtime::open_session(path, device, each, hint)?;
-        let mut sessions = vec![];
-        if loaded.placement == Placement::Cpu {
-            for _ in 1..pool {
-                sessions.push(runtime::open_session(path, Device::Cpu, each, hint)?.session);
-            }
-        }
         let session = loaded.session;
         let input = session
             .inputs()
@@ -172,7 +166,13 @@ impl DeepfakeModel {
                 ));
             }
         }
-        sessions.insert(0, session);
+        // The rest of the CPU pool, once the model has passed the checks.
+        let mut sessions = vec![session];
+        if loaded.placement == Placement::Cpu {
+            for _ in 1..pool {
+                sessions.push(runtime::open_session(path, Device::Cpu, each, hint)?.session);
+            }
+        }
         Ok(DeepfakeModel {
             sessions,
             path: path.to_owned(),

@@ -7,6 +7,8 @@ use std::path::Path;
 pub enum ImageError {
     #[error("{path}: cannot read the image: {reason}")]
     Read { path: String, reason: String },
+    #[error("{path}: cannot write the image: {reason}")]
+    Write { path: String, reason: String },
     #[error(
         "an RGB image of {width}x{height} with stride {stride} needs {needed} bytes, got {got}"
     )]
@@ -164,7 +166,7 @@ impl RgbImage {
             self.height as u32,
             image::ExtendedColorType::Rgb8,
         )
-        .map_err(|e| ImageError::Read {
+        .map_err(|e| ImageError::Write {
             path: path.display().to_string(),
             reason: e.to_string(),
         })

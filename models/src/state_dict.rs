@@ -95,8 +95,9 @@ fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, Strin
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
         .ok_or("shorter than a safetensors header")?;
-    let header = bytes
-        .get(8..8 + n)
+    let header = 8usize
+        .checked_add(n)
+        .and_then(|end| bytes.get(8..end))
         .ok_or("header runs past the end of the file")?;
     let header: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;

@@ -233,6 +233,7 @@ impl Mtcnn {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let wanted = session.threads.unwrap_or(cores).clamp(1, 16);
         let mut workers = Vec::new();
+        let mut device = device;
         let mut placement = Placement::Cpu;
         let mut fallback_reason = None;
         while workers.len() < wanted {
@@ -247,8 +248,15 @@ impl Mtcnn {
                 let s = runtime::open_session(&path, device, config, &hint)?;
                 let (inputs, outputs) = spec.contract();
                 runtime::check_contract(&path, &s.session, &inputs, &outputs)?;
+                // The first net settles where the others run: CUDA is tried once.
+                if fallback_reason.is_none() {
+                    fallback_reason = s.fallback_reason;
+                }
                 placement = s.placement;
-                fallback_reason = s.fallback_reason;
+                device = match placement {
+                    Placement::Cuda => Device::Cuda,
+                    Placement::Cpu => Device::Cpu,
+                };
                 nets.push(s.session);
             }
             let onet = nets.pop().expect("three nets");
