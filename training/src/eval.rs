@@ -26,9 +26,7 @@ use crate::train::step::{pixel_tensor, token_tensor};
 /// A trained model for inference (no autodiff, dropout off) and how it was trained.
 pub fn load_trained(dir: &Path, device: &Device) -> Result<(Sd2Model, RunState)> {
     let state = checkpoint::read_state(dir).map_err(anyhow::Error::msg)?;
-    let model = Sd2Model::new(&state.config.model, device)
-        .try_load_file(dir.join("model.bpk"))
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("model.bpk").display()))?;
+    let model = checkpoint::load_model(dir, &state.config.model, device)?;
     Ok((model.valid(), state))
 }
 

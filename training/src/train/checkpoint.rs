@@ -150,3 +150,17 @@ pub fn read_state(dir: &Path) -> Result<RunState, String> {
     let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
 }
+
+/// The model saved in checkpoint `dir`, built for `model` sizes on `device`. The file holds
+/// every weight (the pretrained CLIP's too), so no CLIP checkpoint is read.
+pub fn load_model(
+    dir: &Path,
+    model: &Sd2Config,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<crate::model::Sd2Model> {
+    use burn::module::Module;
+    let path = dir.join("model.bpk");
+    crate::model::Sd2Model::new(model, device)
+        .try_load_file(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+}

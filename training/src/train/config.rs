@@ -48,8 +48,58 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    /// Images per optimizer step.
-    pub fn effective_batch(&self) -> usize {
-        self.micro_batch * self.accumulation * self.devices.len().max(1)
+    /// Refuses settings a run cannot train with, before anything is loaded.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("--batch", self.micro_batch),
+            ("--accumulation", self.accumulation),
+            ("--epochs", self.epochs),
+            ("--checkpoint-every", self.checkpoint_every),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        let vocab = self.model.clip.text.vocab_size;
+        if vocab < crate::tokenizer::VOCAB_SIZE {
+            return Err(format!(
+                "the CLIP text tower has {vocab} token embeddings, fewer than the {} of CLIP's tokenizer{}",
+                crate::tokenizer::VOCAB_SIZE,
+                self.clip_checkpoint
+                    .as_ref()
+                    .map(|p| format!(" (checkpoint {})", p.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        self.crop.validate().map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::clip::ClipConfig;
+    use crate::train::checkpoint::RunState;
+
+    #[test]
+    fn zero_sizes_and_a_short_vocabulary_are_refused() {
+        let base = RunState::untrained(ClipConfig::tiny(), "vocab".into()).config;
+        assert_eq!(base.validate(), Ok(()));
+        let mut c = base.clone();
+        c.micro_batch = 0;
+        assert_eq!(c.validate().unwrap_err(), "--batch must be at least 1");
+        let mut c = base.clone();
+        c.accumulation = 0;
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "--accumulation must be at least 1"
+        );
+        let mut c = base.clone();
+        c.model.clip.text.vocab_size = 1000;
+        c.clip_checkpoint = Some("clip_tiny".into());
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.contains("1000 token embeddings") && e.contains("clip_tiny"),
+            "{e}"
+        );
     }
 }

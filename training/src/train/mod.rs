@@ -136,6 +136,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
             )
         }
     };
+    config.validate().map_err(anyhow::Error::msg)?;
     let devices: Vec<Device> = config
         .devices
         .iter()
@@ -145,13 +146,16 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         bail!("no device to train on");
     }
     let main = devices[0].clone();
-    let mut model = build_model(&config, &main)?;
     let mut opt = optimizer(&config);
+    let mut model = match &resume_from {
+        // The checkpoint holds the whole model: the pretrained CLIP file is not needed.
+        Some(dir) => {
+            main.seed(config.seed);
+            checkpoint::load_model(dir, &config.model, &main)?.freeze_clip()
+        }
+        None => build_model(&config, &main)?,
+    };
     if let Some(dir) = &resume_from {
-        model = model
-            .try_load_file(dir.join("model.bpk"))
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("model.bpk").display()))?
-            .freeze_clip();
         opt = opt
             .load(dir.join("optim.bpk"))
             .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optim.bpk").display()))?;
