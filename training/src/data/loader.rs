@@ -89,7 +89,12 @@ fn make_batch(
     let mut skipped = Vec::new();
     for (k, &row) in rows.iter().enumerate() {
         let mut rng = Rng::keyed(config.seed, &[epoch, (start + k) as u64, 0xA06]);
-        match load_sample(manifest, row, config, &mut rng) {
+        // A decoder that panics on a corrupt image costs that row, not the run.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            load_sample(manifest, row, config, &mut rng)
+        }))
+        .unwrap_or_else(|p| Err(format!("reading it panicked: {}", panic_message(&*p))));
+        match loaded {
             Ok(s) => samples.push(s),
             Err(e) => skipped.push(format!(
                 "{} line {}: {e}",
@@ -103,6 +108,13 @@ fn make_batch(
         samples,
         skipped,
     }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
 }
 
 struct Shared {
@@ -191,15 +203,6 @@ impl BatchStream {
             workers,
         }
     }
-
-    /// Batches in this epoch.
-    pub fn len(&self) -> usize {
-        self.end
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.end == 0
-    }
 }
 
 impl Iterator for BatchStream {
@@ -210,7 +213,19 @@ impl Iterator for BatchStream {
             return None;
         }
         while !self.pending.contains_key(&self.next) {
-            let b = self.rx.recv().ok()?;
+            let Ok(b) = self.rx.recv() else {
+                // Every worker is gone with batches still due: one panicked. Re-raise it
+                // rather than end the epoch early.
+                for w in self.workers.drain(..) {
+                    if let Err(p) = w.join() {
+                        std::panic::resume_unwind(p);
+                    }
+                }
+                panic!(
+                    "the data loader stopped before batch {} of {}",
+                    self.next, self.end
+                );
+            };
             self.pending.insert(b.index, b);
         }
         let batch = self.pending.remove(&self.next);

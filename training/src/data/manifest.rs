@@ -144,12 +144,13 @@ impl Manifest {
         let mut problems = Vec::new();
         let mut skipped = 0;
         let mut offset = 0u64;
-        let mut line = String::new();
+        // Bytes, not a String: a line that is not UTF-8 is one bad row, not a bad file.
+        let mut line = Vec::new();
         let mut number = 0u32;
         loop {
             line.clear();
             let n = reader
-                .read_line(&mut line)
+                .read_until(b'\n', &mut line)
                 .map_err(|e| err(e.to_string()))?;
             if n == 0 {
                 break;
@@ -157,11 +158,11 @@ impl Manifest {
             number += 1;
             let start = offset;
             offset += n as u64;
-            let text = line.trim();
-            if text.is_empty() || text.starts_with('#') {
+            let text = line.trim_ascii();
+            if text.is_empty() || text.starts_with(b"#") {
                 continue;
             }
-            match serde_json::from_str::<Row>(text) {
+            match serde_json::from_slice::<Row>(text) {
                 Ok(row) if !row.image.is_empty() => {
                     let intern =
                         |name: &str, list: &mut Vec<String>, ids: &mut HashMap<String, usize>| {
@@ -256,20 +257,22 @@ mod tests {
     fn bad_lines_are_reported_and_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.jsonl");
-        std::fs::write(
-            &path,
-            concat!(
-                "{\"image\": \"a.png\", \"type\": \"REAL\", \"split\": \"train\", \"group\": \"v1\"}\n",
-                "not json at all\n",
-                "{\"image\": \"b.png\", \"type\": \"DEEPFAKE\"}\n",
-                "\n",
-                "{\"image\": \"c.png\", \"type\": \"FS\", \"split\": \"test\", \"face\": \"a face\", \"dataset\": \"DF40\"}\n",
-            ),
+        let mut text = concat!(
+            "{\"image\": \"a.png\", \"type\": \"REAL\", \"split\": \"train\", \"group\": \"v1\"}\n",
+            "not json at all\n",
+            "{\"image\": \"b.png\", \"type\": \"DEEPFAKE\"}\n",
+            "\n",
+            "{\"image\": \"c.png\", \"type\": \"FS\", \"split\": \"test\", \"face\": \"a face\", \"dataset\": \"DF40\"}\n",
         )
-        .unwrap();
+        .as_bytes()
+        .to_vec();
+        // A line that is not UTF-8.
+        text.extend_from_slice(b"{\"image\": \"\xff.png\", \"type\": \"REAL\"}\n");
+        std::fs::write(&path, text).unwrap();
         let m = Manifest::open(&path, None).unwrap();
         assert_eq!(m.entries.len(), 2);
-        assert_eq!(m.skipped, 2);
+        assert_eq!(m.skipped, 3);
+        assert!(m.problems[2].starts_with("line 6:"), "{:?}", m.problems);
         assert!(m.problems[0].starts_with("line 2:"), "{:?}", m.problems);
         assert!(
             m.problems[1].starts_with("line 3:") && m.problems[1].contains("DEEPFAKE"),
