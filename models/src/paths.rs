@@ -35,6 +35,11 @@ pub fn model_dir() -> PathBuf {
         .unwrap_or_else(|| cache_dir().join("models"))
 }
 
+/// CLIP's BPE vocabulary, which setup extracted from the `open-clip-torch` wheel.
+pub fn clip_vocab() -> PathBuf {
+    cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz")
+}
+
 /// Sample images (`astronaut.png`, `t1.jpg`) that setup extracted from their wheels.
 pub fn samples_dir() -> PathBuf {
     cache_dir().join("samples")

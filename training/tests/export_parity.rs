@@ -39,10 +39,7 @@ impl ModuleMapper for Perturb {
 }
 
 fn state(clip: ClipConfig) -> RunState {
-    RunState::untrained(
-        clip,
-        paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz"),
-    )
+    RunState::untrained(clip, paths::clip_vocab())
 }
 
 /// (logits, embedding) from burn.

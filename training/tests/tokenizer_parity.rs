@@ -6,7 +6,7 @@ use sd2_models::paths;
 use sd2_train::tokenizer::{CONTEXT_LENGTH, ClipTokenizer, EOT, SOT};
 
 fn tokenizer() -> ClipTokenizer {
-    let vocab = paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz");
+    let vocab = paths::clip_vocab();
     assert!(
         vocab.exists(),
         "{} is missing: run scripts/setup.sh",

@@ -71,10 +71,7 @@ struct Args {
 }
 
 fn state(clip: ClipConfig) -> RunState {
-    RunState::untrained(
-        clip,
-        paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz"),
-    )
+    RunState::untrained(clip, paths::clip_vocab())
 }
 
 /// Seconds per iteration of our path on one batch size.

@@ -251,10 +251,6 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn default_vocab() -> PathBuf {
-    paths::cache_dir().join("clip/bpe_simple_vocab_16e6.txt.gz")
-}
-
 fn run_config(f: &Fit) -> Result<RunConfig> {
     let manifest = f
         .manifest
@@ -281,7 +277,7 @@ fn run_config(f: &Fit) -> Result<RunConfig> {
         manifest,
         image_root: f.image_root.clone(),
         clip_checkpoint: f.clip.clone(),
-        vocab: f.vocab.clone().unwrap_or_else(default_vocab),
+        vocab: f.vocab.clone().unwrap_or_else(paths::clip_vocab),
         labels: f.labels.clone(),
         labels_per_type: f.labels_per_type,
         model,
