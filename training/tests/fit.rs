@@ -188,8 +188,17 @@ fn a_killed_run_resumes_to_the_weights_of_an_uninterrupted_one() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
+    // Resume from the first checkpoint, so the steps the killed run had logged after it are
+    // done again.
+    for (step, dir) in sd2_train::train::checkpoint::list(&killed) {
+        if step > 2 {
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
     let out = run(&["fit", "--out", killed.to_str().unwrap(), "--resume"]);
     assert!(out.contains("resuming from"), "{out}");
+    // One metrics line per step, as if the run had never stopped.
+    assert_eq!(losses(&killed), losses(&straight));
 
     let last = |run: &Path| sd2_train::train::checkpoint::latest(run).unwrap();
     let (s1, s2) = (

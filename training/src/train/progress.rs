@@ -51,10 +51,25 @@ fn duration(s: f64) -> String {
 impl Progress {
     /// Appends to `out/metrics.jsonl` (a resumed run continues the file).
     pub fn new(out: &Path, first_step: usize, total_steps: usize) -> std::io::Result<Self> {
-        let metrics = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(out.join("metrics.jsonl"))?;
+        let path = out.join("metrics.jsonl");
+        // A resumed run redoes the steps after its checkpoint (a new run, all of them):
+        // forget what an earlier process logged for them, so each step has one line.
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let logged = |line: &str| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v["step"].as_u64())
+            };
+            let kept: String = text
+                .lines()
+                .filter(|l| logged(l).is_some_and(|s| s as usize <= first_step))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if kept != text {
+                sd2_models::atomic_write::write_atomic(&path, kept.as_bytes())?;
+            }
+        }
+        let metrics = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Progress {
             metrics,
             start: Instant::now(),
