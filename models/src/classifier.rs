@@ -43,6 +43,14 @@ impl Verdict {
         DeepfakeType::ALL[best]
     }
 
+    /// The most probable manipulation, REAL left out: what kind of fake a fake face is.
+    pub fn most_likely_fake(&self) -> DeepfakeType {
+        let best = (1..DeepfakeType::COUNT)
+            .max_by(|&a, &b| self.probabilities[a].total_cmp(&self.probabilities[b]))
+            .unwrap_or(1);
+        DeepfakeType::ALL[best]
+    }
+
     pub fn confidence(&self) -> f32 {
         self.probabilities[self.label().index()]
     }
@@ -320,6 +328,10 @@ mod tests {
             Verdict::from_logits(&[5.0, 0.0, 0.0, 0.0, 0.0]).label(),
             DeepfakeType::Real
         );
+        // A REAL face's likeliest manipulation is the likeliest of the other four.
+        let real = Verdict::from_logits(&[5.0, 0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(real.label(), DeepfakeType::Real);
+        assert_eq!(real.most_likely_fake(), DeepfakeType::ALL[3]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Result, bail};
 use burn::prelude::*;
 use burn::tensor::activation;
+use sd2_models::classifier::Verdict;
 use sd2_models::taxonomy::DeepfakeType;
 use serde::Serialize;
 
@@ -128,9 +129,7 @@ pub fn evaluate(
         }
         let refs: Vec<&Sample> = b.samples.iter().collect();
         for (s, p) in refs.iter().zip(classify(model, text.clone(), &refs, side)) {
-            let best = (0..DeepfakeType::COUNT)
-                .max_by(|&a, &c| p[a].total_cmp(&p[c]))
-                .unwrap_or(0);
+            let best = Verdict { probabilities: p }.label().index();
             scores.push(1.0 - p[0] as f64);
             fake.push(s.kind.is_fake());
             predicted.push(best != 0);

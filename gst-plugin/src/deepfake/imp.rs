@@ -38,7 +38,6 @@ use gst::subclass::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
 use sd2_models::classifier::Verdict;
 use sd2_models::paths;
-use sd2_models::taxonomy::DeepfakeType;
 use sd2_models::tracker::Tracker;
 
 use super::queue::{FaceJob, FrameJob, Item, Shared, take_run};
@@ -156,14 +155,6 @@ fn face_boxes(buf: &gst::BufferRef, width: u32, height: u32) -> Vec<[f32; 4]> {
             [bound(a, w), bound(b, h), bound(c, w), bound(e, h)]
         })
         .collect()
-}
-
-/// The manipulation type the model finds most likely.
-fn most_likely_fake(v: &Verdict) -> DeepfakeType {
-    let best = (1..v.probabilities.len())
-        .max_by(|&a, &b| v.probabilities[a].total_cmp(&v.probabilities[b]))
-        .unwrap_or(1);
-    DeepfakeType::ALL[best]
 }
 
 impl Deepfake {
@@ -677,7 +668,7 @@ fn alert(v: &Verdict, track: u64, bbox: [f64; 4], pts: Option<gst::ClockTime>) -
     gst::Structure::builder("sd2-deepfake-alert")
         .field("track_id", track)
         .field("label", v.label().code())
-        .field("fake_type", most_likely_fake(v).code())
+        .field("fake_type", v.most_likely_fake().code())
         .field("fake_score", v.fake_score() as f64)
         .field("confidence", v.confidence() as f64)
         .field("timestamp", pts.map(|t| t.nseconds()).unwrap_or(u64::MAX))
