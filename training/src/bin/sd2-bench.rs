@@ -192,8 +192,10 @@ fn main() -> Result<()> {
     } else {
         OrtDevice::Cpu
     };
-    let tmp = tempfile_dir()?;
-    let dir = args.out.clone().unwrap_or_else(|| tmp.clone());
+    let dir = match &args.out {
+        Some(d) => d.clone(),
+        None => tempfile_dir()?,
+    };
     std::fs::create_dir_all(&dir)?;
 
     eprintln!(
@@ -422,7 +424,7 @@ fn main() -> Result<()> {
         )?;
     }
     if args.out.is_none() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }
