@@ -235,36 +235,10 @@ impl DeepfakeModel {
         }
         let (side, half, path) = (self.recipe.input_size, self.half, self.path.as_path());
         let parts = self.sessions.len().min(n);
-        if parts == 1 {
-            return run(
-                &mut self.sessions[0],
-                &inputs[..n * per],
-                n,
-                side,
-                half,
-                path,
-            );
-        }
-        let chunk = n.div_ceil(parts) * per;
-        let results: Vec<Result<Vec<Verdict>, RuntimeError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .sessions
-                .iter_mut()
-                .zip(inputs[..n * per].chunks(chunk))
-                .map(|(s, part)| {
-                    scope.spawn(move || run(s, part, part.len() / per, side, half, path))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        let mut out = Vec::with_capacity(n);
-        for r in results {
-            out.extend(r?);
-        }
-        Ok(out)
+        runtime::share(&mut self.sessions[..parts], n, |s, r| {
+            let part = &inputs[r.start * per..r.end * per];
+            run(s, part, r.len(), side, half, path)
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! turning every failure into an error that names the file and what to do.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -334,4 +335,37 @@ pub fn check_contract(
             problems: problems.join("; "),
         })
     }
+}
+
+/// Runs `task` on each worker with a consecutive, about equal share of the items `0..n`,
+/// in parallel, and returns the results in item order. With one worker, or at most one
+/// item, the first worker takes everything on the caller's thread.
+pub fn share<W: Send, T: Send, E: Send>(
+    workers: &mut [W],
+    n: usize,
+    task: impl Fn(&mut W, Range<usize>) -> Result<Vec<T>, E> + Sync,
+) -> Result<Vec<T>, E> {
+    if workers.len() == 1 || n <= 1 {
+        return task(&mut workers[0], 0..n);
+    }
+    let chunk = n.div_ceil(workers.len());
+    let results: Vec<Result<Vec<T>, E>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
+            .iter_mut()
+            .zip((0..n).step_by(chunk))
+            .map(|(w, start)| {
+                let task = &task;
+                scope.spawn(move || task(w, start..(start + chunk).min(n)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(n);
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
 }

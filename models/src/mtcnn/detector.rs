@@ -179,38 +179,6 @@ fn run(
     Ok(Outputs(result))
 }
 
-/// Runs `task` on each worker with its share of `items`, in parallel, and returns the
-/// results in the order of `items`.
-fn share<I: Sync, T: Send>(
-    workers: &mut [Worker],
-    items: &[I],
-    task: impl Fn(&mut Worker, &[I]) -> Result<Vec<T>, MtcnnError> + Sync,
-) -> Result<Vec<T>, MtcnnError> {
-    if workers.len() == 1 || items.len() <= 1 {
-        return task(&mut workers[0], items);
-    }
-    let chunk = items.len().div_ceil(workers.len());
-    let results: Vec<Result<Vec<T>, MtcnnError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workers
-            .iter_mut()
-            .zip(items.chunks(chunk))
-            .map(|(w, part)| {
-                let task = &task;
-                scope.spawn(move || task(w, part))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut out = Vec::with_capacity(items.len());
-    for r in results {
-        out.extend(r?);
-    }
-    Ok(out)
-}
-
 /// The candidates of one pyramid level: boxes, scores, regressions.
 type Level = (Vec<Corners>, Vec<f32>, Vec<[f32; 4]>);
 
@@ -318,8 +286,9 @@ impl Mtcnn {
             let (first, rest) = self.workers.split_at_mut(1);
             let (a, b) = std::thread::scope(|scope| {
                 let a = scope.spawn(|| pnet_levels(&mut first[0], sat, &scales[..1], threshold));
-                let b = share(rest, &scales[1..], |w, part| {
-                    pnet_levels(w, sat, part, threshold)
+                let rest_scales = &scales[1..];
+                let b = runtime::share(rest, rest_scales.len(), |w, r| {
+                    pnet_levels(w, sat, &rest_scales[r], threshold)
                 });
                 (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
             });
@@ -357,7 +326,8 @@ impl Mtcnn {
         boxes: &[Corners],
     ) -> Result<Vec<Corners>, MtcnnError> {
         let threshold = self.config.stage_thresholds[1];
-        let scored = share(&mut self.workers, boxes, |w, part| {
+        let scored = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
+            let part = &boxes[r];
             let (data, index) = crops(sat, part, 24);
             if index.is_empty() {
                 return Ok(Vec::new());
@@ -393,7 +363,8 @@ impl Mtcnn {
         boxes: &[Corners],
     ) -> Result<Vec<Face>, MtcnnError> {
         let threshold = self.config.stage_thresholds[2];
-        let faces = share(&mut self.workers, boxes, |w, part| {
+        let faces = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
+            let part = &boxes[r];
             let (data, index) = crops(sat, part, 48);
             if index.is_empty() {
                 return Ok(Vec::new());
