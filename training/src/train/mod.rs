@@ -208,6 +208,16 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     let mut progress = Progress::new(out, state.step, total_steps)?;
     let (mut first_loss, mut last_loss, mut skipped_rows) = (None, None, 0);
     let mut last_checkpoint = resume_from.clone();
+    // With several devices, a copy of the model on each; remade after every optimizer step,
+    // the only time the weights change.
+    let replicate = |model: &Sd2Model| -> Vec<Sd2Model> {
+        if shards > 1 {
+            devices.iter().map(|d| model.clone().fork(d)).collect()
+        } else {
+            Vec::new()
+        }
+    };
+    let mut replicas = replicate(&model);
 
     'epochs: while state.step < total_steps && state.epoch < config.epochs {
         let order = Arc::new(epoch_order(&rows, config.seed, state.epoch as u64));
@@ -257,17 +267,16 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                     std::thread::scope(|scope| {
                         let handles: Vec<_> = refs
                             .chunks(chunk)
-                            .zip(&devices)
-                            .map(|(part, dev)| {
-                                let m = model.clone().fork(dev);
+                            .zip(&replicas)
+                            .map(|(part, m)| {
                                 let weight = share * part.len() as f64 / refs.len() as f64;
                                 let (label_set, tok, loss, main) =
                                     (&label_set, &tok, &config.loss, &main);
                                 scope.spawn(move || {
                                     let mut o = forward_backward(
-                                        &m, part, label_set, tok, loss, side, weight,
+                                        m, part, label_set, tok, loss, side, weight,
                                     );
-                                    o.grads = o.grads.to_device(main, &m);
+                                    o.grads = o.grads.to_device(main, m);
                                     o
                                 })
                             })
@@ -305,6 +314,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
             let lr = learning_rate(&config, state.step);
             let grads: GradientsParams = acc.grads();
             model = opt.step(lr, model, grads);
+            replicas = replicate(&model);
             state.step += 1;
             state.images += images as u64;
             if end_of_epoch {
