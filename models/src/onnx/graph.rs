@@ -272,18 +272,6 @@ impl Graph {
     pub fn node_count(&self) -> usize {
         self.proto.node.len()
     }
-
-    /// Names of the operators used, with their domains, in order of first use.
-    pub fn ops(&self) -> Vec<(String, String)> {
-        let mut seen: Vec<(String, String)> = Vec::new();
-        for n in &self.proto.node {
-            let key = (n.domain.clone(), n.op_type.clone());
-            if !seen.contains(&key) {
-                seen.push(key);
-            }
-        }
-        seen
-    }
 }
 
 /// A model: a graph plus the opsets it imports and its `metadata_props`.

@@ -203,15 +203,9 @@ impl Builder {
         let sizes = self
             .g
             .int64s(&format!("{name}.split"), &[3], &[width as i64; 3]);
-        let parts: Vec<String> = (0..3).map(|_| self.g.fresh_name("split")).collect();
-        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        self.g.node_outputs(
-            "",
-            "Split",
-            &[&qkv, &sizes],
-            &refs,
-            vec![Attr::Int("axis", -1)],
-        );
+        let parts = self
+            .g
+            .node_multi("", "Split", &[&qkv, &sizes], 3, vec![Attr::Int("axis", -1)]);
         let ctx = self.g.fresh_name("mha");
         self.g.node_outputs(
             MS,
