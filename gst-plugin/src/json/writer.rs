@@ -16,15 +16,11 @@ pub struct LineWriter {
 }
 
 fn drain(rx: Receiver<String>, mut out: BufWriter<Box<dyn Write + Send>>) -> io::Result<()> {
-    while let Ok(line) = rx.recv() {
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
+    while let Ok(first) = rx.recv() {
         // Flush whenever the queue is empty, so readers of the file see each frame promptly.
-        let mut next = rx.try_recv();
-        while let Ok(line) = next {
+        for line in std::iter::once(first).chain(rx.try_iter()) {
             out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
-            next = rx.try_recv();
         }
         out.flush()?;
     }
