@@ -412,6 +412,31 @@ fn broken_boxes_from_another_element_are_cropped_within_bounds() {
     assert!(params.iter().all(Option::is_some), "{params:?}");
 }
 
+#[test]
+fn a_short_buffer_with_a_face_is_reported_and_passed_on() {
+    init();
+    let img = sample("astronaut.png");
+    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
+    h.set_src_caps(rgb_caps(&img));
+    let mut short = gst::Buffer::from_mut_slice(vec![0u8; 100]);
+    gst_video::VideoRegionOfInterestMeta::add(short.get_mut().unwrap(), "face", (181, 62, 87, 110));
+    let out = h.push_and_pull(short).unwrap();
+    let params = deepfake_params(&out);
+    assert!(
+        params.len() == 1 && params[0].is_none(),
+        "a face it could not crop: {params:?}"
+    );
+    assert_eq!(
+        verdict(&out).unwrap().get::<u32>("analysed_faces").unwrap(),
+        0
+    );
+    // The stream goes on.
+    let mut buf = rgb_buffer(&img, 40);
+    gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "face", (181, 62, 87, 110));
+    let out = h.push_and_pull(buf).unwrap();
+    assert!(deepfake_params(&out)[0].is_some());
+}
+
 fn launch(line: &str) -> gst::Element {
     init();
     gst::parse::launch(line).unwrap()
