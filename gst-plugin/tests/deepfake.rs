@@ -361,6 +361,26 @@ fn elements_sharing_a_model_give_the_results_they_give_alone() {
 }
 
 #[test]
+fn cuda_graphs_without_cuda_fall_back_to_plain_runs_with_the_same_verdicts() {
+    let img = sample("t1.jpg");
+    let scores = |props: &str| -> Vec<f64> {
+        let mut h = harness(props, &img);
+        deepfake_params(&h.push_and_pull(rgb_buffer(&img, 0)).unwrap())
+            .into_iter()
+            .map(|p| p.expect("every face classified").fake_score)
+            .collect()
+    };
+    let plain = scores("smoothing=0");
+    // No CUDA here: auto runs on the CPU, where graphs do not apply (the element logs why),
+    // and every face is classified as without them.
+    let graphs = scores("smoothing=0 device=auto cuda-graph=true");
+    assert_eq!(graphs.len(), 6);
+    for (a, b) in graphs.iter().zip(&plain) {
+        assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+#[test]
 fn faces_attached_by_another_element_are_classified() {
     init();
     let img = sample("astronaut.png");

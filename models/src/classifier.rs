@@ -9,12 +9,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use half::f16;
-use ort::session::Session;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::{TensorElementType, ValueType};
 
 use crate::crop::CropRecipe;
 use crate::image::RgbView;
+use crate::io_binding::{Memory, Runner};
 use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig, TensorSpec};
 use crate::taxonomy::DeepfakeType;
 
@@ -65,9 +64,10 @@ impl Verdict {
 ///
 /// On the CPU it holds one single-threaded session per core and splits a batch among them,
 /// which runs the small operations of a ViT batch in parallel where one session's
-/// intra-operator threads mostly wait; on CUDA one session takes the whole batch.
+/// intra-operator threads mostly wait; on CUDA one session takes the whole batch. Runs go
+/// through I/O binding (see [`crate::io_binding`]).
 pub struct DeepfakeModel {
-    sessions: Vec<Session>,
+    runners: Vec<Runner>,
     path: PathBuf,
     recipe: CropRecipe,
     half: bool,
@@ -75,6 +75,8 @@ pub struct DeepfakeModel {
     version: String,
     placement: Placement,
     fallback_reason: Option<String>,
+    cuda_graph: bool,
+    cuda_graph_off: Option<String>,
 }
 
 impl std::fmt::Debug for DeepfakeModel {
@@ -85,6 +87,7 @@ impl std::fmt::Debug for DeepfakeModel {
             .field("recipe", &self.recipe)
             .field("half", &self.half)
             .field("placement", &self.placement)
+            .field("cuda_graph", &self.cuda_graph)
             .finish_non_exhaustive()
     }
 }
@@ -175,14 +178,23 @@ impl DeepfakeModel {
             }
         }
         // The rest of the CPU pool, once the model has passed the checks.
-        let mut sessions = vec![session];
+        let side = recipe.input_size;
+        let memory = match loaded.placement {
+            Placement::Cpu => Memory::Cpu,
+            Placement::Cuda => Memory::Cuda {
+                graphs: loaded.cuda_graph,
+            },
+        };
+        let runner = |s| Runner::new(s, memory, config.fixed_batches, half, side);
+        let mut runners = vec![runner(session)];
         if loaded.placement == Placement::Cpu {
             for _ in 1..pool {
-                sessions.push(runtime::open_session(path, Device::Cpu, each, hint)?.session);
+                let s = runtime::open_session(path, Device::Cpu, each, hint)?.session;
+                runners.push(runner(s));
             }
         }
         Ok(DeepfakeModel {
-            sessions,
+            runners,
             path: path.to_owned(),
             recipe,
             half,
@@ -193,6 +205,8 @@ impl DeepfakeModel {
             version: map.get("model_version").cloned().unwrap_or_default(),
             placement: loaded.placement,
             fallback_reason: loaded.fallback_reason,
+            cuda_graph: loaded.cuda_graph,
+            cuda_graph_off: loaded.cuda_graph_off,
         })
     }
 
@@ -216,6 +230,16 @@ impl DeepfakeModel {
         self.fallback_reason.as_deref()
     }
 
+    /// Whether runs capture and replay CUDA graphs.
+    pub fn cuda_graph(&self) -> bool {
+        self.cuda_graph
+    }
+
+    /// Why CUDA graphs were asked for and are not used, when they are not.
+    pub fn cuda_graph_off(&self) -> Option<&str> {
+        self.cuda_graph_off.as_deref()
+    }
+
     /// Values per face input: `3 · S · S`.
     pub fn input_len(&self) -> usize {
         3 * self.recipe.input_size * self.recipe.input_size
@@ -233,11 +257,16 @@ impl DeepfakeModel {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let (side, half, path) = (self.recipe.input_size, self.half, self.path.as_path());
-        let parts = self.sessions.len().min(n);
-        runtime::share(&mut self.sessions[..parts], n, |s, r| {
-            let part = &inputs[r.start * per..r.end * per];
-            run(s, part, r.len(), side, half, path)
+        let path = self.path.as_path();
+        let parts = self.runners.len().min(n);
+        runtime::share(&mut self.runners[..parts], n, |runner, r| {
+            let logits = runner
+                .run(&inputs[r.start * per..r.end * per], r.len())
+                .map_err(|e| RuntimeError::Ort(format!("{}: {e}", path.display())))?;
+            Ok(logits
+                .chunks(DeepfakeType::COUNT)
+                .map(Verdict::from_logits)
+                .collect())
         })
     }
 }
@@ -251,39 +280,6 @@ const POOL_WEIGHT_BUDGET: u64 = 2 << 30;
 fn pool_size(threads: usize, bytes: u64) -> usize {
     let by_memory = (POOL_WEIGHT_BUDGET / bytes.max(1)).max(1) as usize;
     threads.min(16).min(by_memory).max(1)
-}
-
-/// One session's run over `n` faces.
-fn run(
-    session: &mut Session,
-    inputs: &[f32],
-    n: usize,
-    side: usize,
-    half: bool,
-    path: &Path,
-) -> Result<Vec<Verdict>, RuntimeError> {
-    let shape = [n, 3, side, side];
-    let fail = |e: ort::Error| RuntimeError::Ort(format!("{}: {e}", path.display()));
-    let logits: Vec<f32> = if half {
-        let h: Vec<f16> = inputs.iter().map(|v| f16::from_f32(*v)).collect();
-        let t = TensorRef::from_array_view((shape, h.as_slice())).map_err(fail)?;
-        let out = session
-            .run(ort::inputs!["pixel_values" => t])
-            .map_err(fail)?;
-        let (_, l) = out["logits"].try_extract_tensor::<f16>().map_err(fail)?;
-        l.iter().map(|v| v.to_f32()).collect()
-    } else {
-        let t = TensorRef::from_array_view((shape, inputs)).map_err(fail)?;
-        let out = session
-            .run(ort::inputs!["pixel_values" => t])
-            .map_err(fail)?;
-        let (_, l) = out["logits"].try_extract_tensor::<f32>().map_err(fail)?;
-        l.to_vec()
-    };
-    Ok(logits
-        .chunks(DeepfakeType::COUNT)
-        .map(Verdict::from_logits)
-        .collect())
 }
 
 #[cfg(test)]

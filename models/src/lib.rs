@@ -7,6 +7,7 @@ pub mod atomic_write;
 pub mod classifier;
 pub mod crop;
 pub mod image;
+pub mod io_binding;
 pub mod mtcnn;
 pub mod onnx;
 pub mod paths;

@@ -118,6 +118,10 @@ pub struct LoadedSession {
     pub placement: Placement,
     /// Why `auto` chose the CPU, when it did.
     pub fallback_reason: Option<String>,
+    /// Whether runs capture and replay CUDA graphs.
+    pub cuda_graph: bool,
+    /// Why CUDA graphs were asked for and are not used, when they are not.
+    pub cuda_graph_off: Option<String>,
 }
 
 impl fmt::Debug for LoadedSession {
@@ -125,6 +129,7 @@ impl fmt::Debug for LoadedSession {
         f.debug_struct("LoadedSession")
             .field("placement", &self.placement)
             .field("fallback_reason", &self.fallback_reason)
+            .field("cuda_graph", &self.cuda_graph)
             .finish_non_exhaustive()
     }
 }
@@ -137,6 +142,14 @@ pub struct SessionConfig {
     /// ONNX Runtime's memory pattern planning, which pays off when input shapes repeat
     /// and costs time when they vary from run to run (P-Net's image pyramid).
     pub memory_pattern: bool,
+    /// On CUDA, capture a CUDA graph per batch bucket and replay it (implies
+    /// `fixed_batches`). When ONNX Runtime refuses graphs for the model, the session runs
+    /// without them and says why ([`LoadedSession::cuda_graph_off`]). The SD² classifier
+    /// only.
+    pub cuda_graph: bool,
+    /// Pad every batch to the next of [`crate::io_binding::BUCKETS`], so that a model only
+    /// ever sees a few batch shapes. The SD² classifier only.
+    pub fixed_batches: bool,
 }
 
 impl Default for SessionConfig {
@@ -144,6 +157,8 @@ impl Default for SessionConfig {
         SessionConfig {
             threads: None,
             memory_pattern: true,
+            cuda_graph: false,
+            fixed_batches: false,
         }
     }
 }
@@ -167,7 +182,10 @@ fn build(
     }
     if cuda {
         builder = builder
-            .with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+            .with_execution_providers([ep::CUDA::default()
+                .with_cuda_graph(config.cuda_graph)
+                .build()
+                .error_on_failure()])
             .map_err(|e| (true, e.to_string()))?;
     } else {
         // ort asks for the most power-efficient device by default; on the CPU that costs
@@ -184,6 +202,37 @@ fn build(
 /// Opens `path` on `device`. `hint` is appended to the missing-file message (e.g. the
 /// command that produces the file).
 pub fn open_session(
+    path: &Path,
+    device: Device,
+    config: SessionConfig,
+    hint: &str,
+) -> Result<LoadedSession, RuntimeError> {
+    if !config.cuda_graph {
+        return open_placed(path, device, config, hint);
+    }
+    match open_placed(path, device, config, hint) {
+        Ok(mut loaded) => {
+            loaded.cuda_graph = loaded.placement == Placement::Cuda;
+            if !loaded.cuda_graph {
+                loaded.cuda_graph_off = Some("the model runs on the CPU".into());
+            }
+            Ok(loaded)
+        }
+        // ONNX Runtime refuses graph capture for some models (nodes left on the CPU,
+        // control flow); run them without graphs rather than not at all, and say so.
+        Err(e) => {
+            let plain = SessionConfig {
+                cuda_graph: false,
+                ..config
+            };
+            let mut loaded = open_placed(path, device, plain, hint)?;
+            loaded.cuda_graph_off = Some(e.to_string());
+            Ok(loaded)
+        }
+    }
+}
+
+fn open_placed(
     path: &Path,
     device: Device,
     config: SessionConfig,
@@ -206,6 +255,8 @@ pub fn open_session(
                 session,
                 placement: Placement::Cpu,
                 fallback_reason: None,
+                cuda_graph: false,
+                cuda_graph_off: None,
             })
             .map_err(|(_, reason)| bad(reason)),
         Device::Cuda => match build(env, path, config, true) {
@@ -213,6 +264,8 @@ pub fn open_session(
                 session,
                 placement: Placement::Cuda,
                 fallback_reason: None,
+                cuda_graph: false,
+                cuda_graph_off: None,
             }),
             Err((true, reason)) => Err(RuntimeError::Cuda {
                 path: path.to_owned(),
@@ -225,12 +278,16 @@ pub fn open_session(
                 session,
                 placement: Placement::Cuda,
                 fallback_reason: None,
+                cuda_graph: false,
+                cuda_graph_off: None,
             }),
             Err((true, reason)) => build(env, path, config, false)
                 .map(|session| LoadedSession {
                     session,
                     placement: Placement::Cpu,
                     fallback_reason: Some(reason),
+                    cuda_graph: false,
+                    cuda_graph_off: None,
                 })
                 .map_err(|(_, reason)| bad(reason)),
             Err((false, reason)) => Err(bad(reason)),

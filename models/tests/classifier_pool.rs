@@ -61,3 +61,42 @@ fn pooled_batches_equal_one_session() {
         }
     }
 }
+
+#[test]
+fn fixed_batches_pad_without_changing_verdicts() {
+    let _ = common::installed("onnxruntime");
+    let mut plain = load(1);
+    let mut fixed = DeepfakeModel::load(
+        &demo_model(),
+        Device::Cpu,
+        SessionConfig {
+            threads: Some(1),
+            fixed_batches: true,
+            ..SessionConfig::default()
+        },
+    )
+    .expect("demo model loads");
+    // 3 → bucket 4, 5 → 8 (the padded faces must not leak into the real ones), 1 → 1;
+    // 3 and 5 again with the faces in reverse order: the second run reuses the first one's
+    // tensors and must not return its verdicts.
+    let per = plain.input_len();
+    for (n, reverse) in [
+        (3usize, false),
+        (5, false),
+        (1, false),
+        (3, true),
+        (5, true),
+    ] {
+        let mut inputs = crops(&plain, n);
+        if reverse {
+            inputs = inputs.chunks(per).rev().flatten().copied().collect();
+        }
+        let a = plain.classify(&inputs).unwrap();
+        let b = fixed.classify(&inputs).unwrap();
+        assert_eq!(b.len(), n, "one verdict per face, none for the padding");
+        for (x, y) in a.iter().zip(&b) {
+            let d = common::max_abs_diff(&x.probabilities, &y.probabilities);
+            assert!(d < 1e-5, "batch {n}: padded differs by {d}");
+        }
+    }
+}

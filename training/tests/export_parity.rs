@@ -1,6 +1,7 @@
 //! ONNX Runtime on the exported graph computes what the burn model computes: fp32 within
 //! 1e-4, fp16 within 1e-2, on random and real face inputs, for the tiny preset and for
-//! ViT-L/14 with random weights.
+//! ViT-L/14 with random weights; and `DeepfakeModel`, as the elements run it, gives the
+//! verdicts of a plain ONNX Runtime run of the same file.
 
 mod common;
 
@@ -8,6 +9,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
 use common::max_diff;
 use half::f16;
+use sd2_models::classifier::{DeepfakeModel, Verdict};
 use sd2_models::crop::CropRecipe;
 use sd2_models::image::RgbImage;
 use sd2_models::onnx::Precision;
@@ -167,6 +169,19 @@ fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
                 dl < tol && de < tol,
                 "{name} {precision:?}: logits differ by {dl}·τ, embeddings by {de}"
             );
+            // The elements' path (I/O binding, f16 conversion, the CPU session pool) gives
+            // the verdicts of a plain run of the same file.
+            let mut ours = DeepfakeModel::load(&path, OrtDevice::Cpu, SessionConfig::default())
+                .expect("the export loads as an SD² model");
+            let verdicts = ours.classify(&x).unwrap();
+            assert_eq!(verdicts.len(), batch);
+            for (v, l) in verdicts.iter().zip(logits.chunks(5)) {
+                let d = max_diff(&v.probabilities, &Verdict::from_logits(l).probabilities);
+                assert!(
+                    d < 1e-4,
+                    "{name} {precision:?}: DeepfakeModel differs by {d}"
+                );
+            }
         }
     }
 }

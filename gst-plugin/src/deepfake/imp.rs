@@ -77,6 +77,7 @@ pub enum QueueMode {
 struct Settings {
     model: PathBuf,
     device: DeviceKind,
+    cuda_graph: bool,
     batch_size: u32,
     max_in_flight: u32,
     queue_mode: QueueMode,
@@ -92,6 +93,7 @@ impl Default for Settings {
         Settings {
             model: paths::model_dir().join("sd2-demo.onnx"),
             device: DeviceKind::default(),
+            cuda_graph: false,
             batch_size: 32,
             max_in_flight: 4,
             queue_mode: QueueMode::default(),
@@ -593,8 +595,20 @@ impl Deepfake {
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let s = self.settings().clone();
-        let service = Service::get(&s.model, s.device.into(), s.batch_size.max(1) as usize)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("sd2deepfake: {}", e)))?;
+        let service = Service::get(
+            &s.model,
+            s.device.into(),
+            s.cuda_graph,
+            s.batch_size.max(1) as usize,
+        )
+        .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("sd2deepfake: {}", e)))?;
+        if let Some(why) = service.cuda_graph_off() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "cuda-graph=true: CUDA graphs not used: {why}"
+            );
+        }
         crate::device::report_placement(
             self.obj().upcast_ref(),
             *CAT,
@@ -748,6 +762,12 @@ impl ObjectImpl for Deepfake {
                     .blurb("Where the model runs: cpu, cuda (fails to start if CUDA cannot be used) or auto (CUDA when it works, else the CPU; the choice is logged)")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("cuda-graph")
+                    .nick("CUDA graphs")
+                    .blurb("On CUDA, pad batches to 1, 2, 4, ... 128 faces and capture one CUDA graph per size, replayed on later runs; when ONNX Runtime refuses graphs for the model it runs without them and logs why")
+                    .default_value(d.cuda_graph)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("batch-size")
                     .nick("Batch size")
                     .blurb("Most faces classified in one run of the model; the faces of the frames waiting together (and of other streams sharing the model) go in one batch. Nothing waits for a batch to fill")
@@ -832,6 +852,7 @@ impl ObjectImpl for Deepfake {
                     .map_or_else(|| Settings::default().model, PathBuf::from)
             }
             "device" => s.device = value.get().expect("type checked upstream"),
+            "cuda-graph" => s.cuda_graph = value.get().expect("type checked upstream"),
             "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
             "max-in-flight" => s.max_in_flight = value.get().expect("type checked upstream"),
             "queue-mode" => s.queue_mode = value.get().expect("type checked upstream"),
@@ -864,6 +885,7 @@ impl ObjectImpl for Deepfake {
         match pspec.name() {
             "model" => s.model.to_string_lossy().to_value(),
             "device" => s.device.to_value(),
+            "cuda-graph" => s.cuda_graph.to_value(),
             "batch-size" => s.batch_size.to_value(),
             "max-in-flight" => s.max_in_flight.to_value(),
             "queue-mode" => s.queue_mode.to_value(),

@@ -24,9 +24,11 @@ pub struct Service {
     name: String,
     placement: Placement,
     fallback_reason: Option<String>,
+    cuda_graph_off: Option<String>,
 }
 
-type Key = (PathBuf, String);
+/// Model file, device and whether CUDA graphs are asked for.
+type Key = (PathBuf, String, bool);
 
 static SERVICES: LazyLock<Mutex<HashMap<Key, Weak<Service>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -74,22 +76,29 @@ fn run(mut model: DeepfakeModel, jobs: Receiver<Job>, max_batch: usize) {
 }
 
 impl Service {
-    /// The service for `path` on `device`, loading the model when no element runs it yet.
-    /// `max_batch` bounds the faces of one inference run (the first element's wins).
+    /// The service for `path` on `device` (with CUDA graphs when `cuda_graph`), loading the
+    /// model when no element runs it so yet. `max_batch` bounds the faces of one inference
+    /// run (the first element's wins).
     pub fn get(
         path: &Path,
         device: Device,
+        cuda_graph: bool,
         max_batch: usize,
     ) -> Result<Arc<Service>, RuntimeError> {
         let key = (
             std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
             device.to_string(),
+            cuda_graph,
         );
         let mut services = SERVICES.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = services.get(&key).and_then(Weak::upgrade) {
             return Ok(s);
         }
-        let model = DeepfakeModel::load(path, device, SessionConfig::default())?;
+        let config = SessionConfig {
+            cuda_graph,
+            ..SessionConfig::default()
+        };
+        let model = DeepfakeModel::load(path, device, config)?;
         let (tx, rx) = channel();
         let service = Arc::new(Service {
             jobs: tx,
@@ -98,6 +107,7 @@ impl Service {
             name: model.name().to_owned(),
             placement: model.placement(),
             fallback_reason: model.fallback_reason().map(str::to_owned),
+            cuda_graph_off: model.cuda_graph_off().map(str::to_owned),
         });
         std::thread::Builder::new()
             .name("sd2-inference".into())
@@ -138,5 +148,10 @@ impl Service {
 
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback_reason.as_deref()
+    }
+
+    /// Why CUDA graphs were asked for and are not used, when they are not.
+    pub fn cuda_graph_off(&self) -> Option<&str> {
+        self.cuda_graph_off.as_deref()
     }
 }

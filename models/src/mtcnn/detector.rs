@@ -212,6 +212,7 @@ impl Mtcnn {
                     threads: Some(1),
                     // P-Net sees a different input size for every level of the pyramid.
                     memory_pattern: spec.input_side.is_some() && session.memory_pattern,
+                    ..SessionConfig::default()
                 };
                 let s = runtime::open_session(&path, device, config, &hint)?;
                 let (inputs, outputs) = spec.contract();

@@ -6,7 +6,8 @@
 //! 1. Builds the preset with random weights and exports it here: the standard graph (fp32,
 //!    and fp16 on CUDA) and the fused contrib-operator graph (fp32 on the CPU, fp16 on CUDA).
 //! 2. Times the encoder (crops per second) at each batch size through our ONNX Runtime path
-//!    (`sd2_models::classifier::DeepfakeModel`, as `sd2deepfake` runs it).
+//!    (`sd2_models::classifier::DeepfakeModel`, as `sd2deepfake` runs it); on CUDA also the
+//!    fused fp16 graph with CUDA graphs captured per batch bucket (`cuda-graph=true`).
 //! 3. Times the references in the same run (`training/benches/reference_infer.py`): ONNX
 //!    Runtime's Python API on the same files, PyTorch eager with SDPA, and `torch.compile`
 //!    on CUDA, when the Python given has them.
@@ -145,7 +146,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Frames and crops per second of detect + crop + classify on 1080p frames.
-fn face_path(model: &Path, device: OrtDevice, frames: usize) -> Result<(f64, f64)> {
+fn face_path(
+    model: &Path,
+    device: OrtDevice,
+    config: SessionConfig,
+    frames: usize,
+) -> Result<(f64, f64)> {
     let samples = paths::samples_dir();
     let imgs: Vec<RgbImage> = ["astronaut.png", "t1.jpg"]
         .iter()
@@ -158,7 +164,7 @@ fn face_path(model: &Path, device: OrtDevice, frames: usize) -> Result<(f64, f64
         SessionConfig::default(),
         MtcnnConfig::default(),
     )?;
-    let mut sd2 = DeepfakeModel::load(model, device, SessionConfig::default())?;
+    let mut sd2 = DeepfakeModel::load(model, device, config)?;
     let per = sd2.input_len();
     let mut crops = 0;
     let start = Instant::now();
@@ -281,13 +287,39 @@ fn main() -> Result<()> {
             None
         }
     };
-    let mut models: Vec<DeepfakeModel> = files
+    // Our rows: every exported file as sd2deepfake loads it, and on CUDA the last (fused fp16)
+    // once more with CUDA graphs over fixed batch buckets.
+    let mut ours: Vec<(String, &Path, SessionConfig)> = files
         .iter()
-        .map(|(_, p)| DeepfakeModel::load(p, device, SessionConfig::default()))
+        .map(|(n, p)| (n.to_string(), p.as_path(), SessionConfig::default()))
+        .collect();
+    let (last_name, last_path) = files.last().expect("a variant");
+    if cuda {
+        let graphs = SessionConfig {
+            cuda_graph: true,
+            ..SessionConfig::default()
+        };
+        ours.push((
+            format!("{last_name} + CUDA graphs"),
+            last_path.as_path(),
+            graphs,
+        ));
+    }
+    let mut models: Vec<DeepfakeModel> = ours
+        .iter()
+        .map(|(_, p, config)| DeepfakeModel::load(p, device, *config))
         .collect::<Result<_, _>>()?;
-    let mut paths: Vec<(String, Option<String>)> = files
+    for ((name, _, config), m) in ours.iter().zip(&models) {
+        if config.cuda_graph && !m.cuda_graph() {
+            reference_note.push_str(&format!(
+                "ours, {name}: CUDA graphs not used: {}\n",
+                m.cuda_graph_off().unwrap_or("unknown")
+            ));
+        }
+    }
+    let mut paths: Vec<(String, Option<String>)> = ours
         .iter()
-        .map(|(n, _)| (format!("ours, {n}"), None))
+        .map(|(n, _, _)| (format!("ours, {n}"), None))
         .collect();
     if reference.is_some() {
         for (n, p) in &files {
@@ -346,12 +378,10 @@ fn main() -> Result<()> {
             reference_note.push_str(&format!("{name} not run: {e}\n"));
         }
     }
-    let best_ours = files
-        .last()
-        .map(|(n, _)| format!("ours, {n}"))
-        .unwrap_or_default();
+    let (best_name, best_path, best_config) = ours.last().expect("a variant");
+    let best_ours = format!("ours, {best_name}");
     eprintln!("timing the face path on 1080p frames");
-    let (fps, crops) = face_path(&files.last().expect("a variant").1, device, args.frames)?;
+    let (fps, crops) = face_path(best_path, device, *best_config, args.frames)?;
 
     println!(
         "sd2-bench: {preset}, device {}; crops per second, median of {} alternating timings of {} iterations",
