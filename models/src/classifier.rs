@@ -230,6 +230,12 @@ impl DeepfakeModel {
         self.fallback_reason.as_deref()
     }
 
+    /// Why the host side of CUDA runs uses pageable memory instead of pinned, once a run
+    /// has found out.
+    pub fn pageable_reason(&self) -> Option<&str> {
+        self.runners.iter().find_map(Runner::pageable_reason)
+    }
+
     /// Whether runs capture and replay CUDA graphs.
     pub fn cuda_graph(&self) -> bool {
         self.cuda_graph

@@ -61,6 +61,9 @@ pub struct Runner {
     half: bool,
     side: usize,
     slots: Vec<Slot>,
+    /// Why the host tensors of a CUDA session are in pageable memory, when pinned memory
+    /// could not be had.
+    pageable_reason: Option<String>,
 }
 
 /// Slots kept for batch sizes that vary (without fixed batches): the most recent ones.
@@ -82,7 +85,13 @@ impl Runner {
             half,
             side,
             slots: Vec::new(),
+            pageable_reason: None,
         }
+    }
+
+    /// Why this CUDA session's host tensors are pageable rather than pinned, when they are.
+    pub fn pageable_reason(&self) -> Option<&str> {
+        self.pageable_reason.as_deref()
     }
 
     /// Runs `n` prepared faces (`n · 3 · S · S` values) and returns their logits, `n · 5`.
@@ -154,44 +163,28 @@ impl Runner {
                 }
             }
             Memory::Cuda { graphs } => {
-                let pinned = |kind| {
-                    MemoryInfo::new(
-                        AllocationDevice::CUDA_PINNED,
-                        0,
-                        AllocatorType::Device,
-                        kind,
-                    )
-                    .and_then(|info| Allocator::new(&self.session, info))
-                };
-                let device = if graphs {
-                    let gpu = Allocator::new(
-                        &self.session,
-                        MemoryInfo::new(
-                            AllocationDevice::CUDA,
-                            0,
-                            AllocatorType::Device,
-                            MemoryType::Default,
-                        )?,
-                    )?;
-                    Some((
-                        DynTensor::new(&gpu, elem, input_shape)?,
-                        DynTensor::new(&gpu, elem, logits_shape)?,
-                    ))
+                // Pinned memory makes the copies DMAs; where the runtime has no pinned
+                // allocator, pageable tensors still work (ONNX Runtime stages the copies).
+                let host = |kind| pinned(&self.session, kind).map_err(|e| e.to_string());
+                let (host_in, host_out) =
+                    match (host(MemoryType::CPUInput), host(MemoryType::CPUOutput)) {
+                        (Ok(i), Ok(o)) => (i, o),
+                        (Err(e), _) | (_, Err(e)) => {
+                            self.pageable_reason = Some(e);
+                            (Allocator::default(), Allocator::default())
+                        }
+                    };
+                let (device, options) = if graphs {
+                    let (tensors, options) =
+                        graph_side(&self.session, elem, &input_shape, &logits_shape, batch)?;
+                    (Some(tensors), Some(options))
                 } else {
-                    None
-                };
-                let options = if graphs {
-                    let mut o = RunOptions::new()?;
-                    let id = BUCKETS.iter().position(|&b| b == batch).unwrap_or(0);
-                    o.set("gpu_graph_id", id.to_string())?;
-                    Some(o)
-                } else {
-                    None
+                    (None, None)
                 };
                 Slot {
                     batch,
-                    input: DynTensor::new(&pinned(MemoryType::CPUInput)?, elem, input_shape)?,
-                    logits: DynTensor::new(&pinned(MemoryType::CPUOutput)?, elem, logits_shape)?,
+                    input: DynTensor::new(&host_in, elem, input_shape)?,
+                    logits: DynTensor::new(&host_out, elem, logits_shape)?,
                     device,
                     options,
                 }
@@ -200,6 +193,42 @@ impl Runner {
         self.slots.push(slot);
         Ok(self.slots.len() - 1)
     }
+}
+
+/// A CUDA-graph slot's input and logits on the GPU, and the run options naming its graph.
+fn graph_side(
+    session: &Session,
+    elem: TensorElementType,
+    input_shape: &[usize],
+    logits_shape: &[usize],
+    batch: usize,
+) -> ort::Result<((DynTensor, DynTensor), RunOptions)> {
+    let info = MemoryInfo::new(
+        AllocationDevice::CUDA,
+        0,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )?;
+    let gpu = Allocator::new(session, info)?;
+    let tensors = (
+        DynTensor::new(&gpu, elem, input_shape.to_vec())?,
+        DynTensor::new(&gpu, elem, logits_shape.to_vec())?,
+    );
+    let mut options = RunOptions::new()?;
+    let id = BUCKETS.iter().position(|&b| b == batch).unwrap_or(0);
+    options.set("gpu_graph_id", id.to_string())?;
+    Ok((tensors, options))
+}
+
+/// The CUDA session's allocator of pinned host memory of `kind` (input or output).
+fn pinned(session: &Session, kind: MemoryType) -> ort::Result<Allocator> {
+    let info = MemoryInfo::new(
+        AllocationDevice::CUDA_PINNED,
+        0,
+        AllocatorType::Device,
+        kind,
+    )?;
+    Allocator::new(session, info)
 }
 
 /// Writes `faces` into the head of `input` and zeroes the padding behind them.
