@@ -66,7 +66,8 @@ pub struct Runner {
     pageable_reason: Option<String>,
 }
 
-/// Slots kept for batch sizes that vary (without fixed batches): the most recent ones.
+/// Slots kept at most: one per bucket with fixed batches; the most recently used batch
+/// sizes otherwise (a few hundred MB at most for ViT-L/14 batches of 128).
 const MAX_SLOTS: usize = BUCKETS.len();
 
 impl Runner {
@@ -136,12 +137,16 @@ impl Runner {
         Ok(logits)
     }
 
-    /// The index of the slot for `batch`, made on first use.
+    /// The index of the slot for `batch`, made on first use. Slots are kept most recently
+    /// used last; beyond [`MAX_SLOTS`] the least recently used goes (never with fixed
+    /// batches, which have no more sizes than that).
     fn slot(&mut self, batch: usize) -> ort::Result<usize> {
         if let Some(i) = self.slots.iter().position(|s| s.batch == batch) {
-            return Ok(i);
+            let used = self.slots.remove(i);
+            self.slots.push(used);
+            return Ok(self.slots.len() - 1);
         }
-        if !self.fixed_batches && self.slots.len() == MAX_SLOTS {
+        if self.slots.len() == MAX_SLOTS {
             self.slots.remove(0);
         }
         let elem = if self.half {
