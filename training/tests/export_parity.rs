@@ -236,6 +236,44 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
     assert_eq!(outputs, vec!["logits", "embedding"]);
 }
 
+/// ONNX Runtime captures a CUDA graph only when every node runs on the GPU; shape
+/// arithmetic (Shape, Size and the small int64 nodes fed by them) runs on the CPU. Both
+/// variants must read every shape from the graph's initializers.
+#[test]
+fn neither_graph_computes_shapes_at_run_time() {
+    let device = Device::flex();
+    let st = state(ClipConfig::tiny());
+    let model = Sd2Model::new(&st.config.model, &device).valid();
+    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).unwrap();
+    let info = ExportInfo {
+        model_name: "shapes".into(),
+        model_version: "1".into(),
+    };
+    for fused in [false, true] {
+        let variant = Variant {
+            precision: Precision::F16,
+            fused,
+        };
+        let proto = export(
+            &model,
+            &st,
+            &TextLabels::default_labels(),
+            &tok,
+            variant,
+            &info,
+        )
+        .into_proto();
+        let graph = proto.graph.expect("a graph");
+        let dynamic: Vec<&str> = graph
+            .node
+            .iter()
+            .map(|n| n.op_type.as_str())
+            .filter(|op| ["Shape", "Size", "ConstantOfShape"].contains(op))
+            .collect();
+        assert!(dynamic.is_empty(), "fused={fused}: {dynamic:?}");
+    }
+}
+
 #[test]
 fn vit_l_14_with_random_weights_matches_burn_in_fp32_and_fp16() {
     check(ClipConfig::vit_l_14(), 1, 1e-4, 1e-2);

@@ -144,15 +144,22 @@ pub fn export(
         &[1, 1, d],
         &values(vm.embeddings.class_embedding.val()),
     );
-    let shape = b.g.node("Shape", &[&x], vec![]);
-    let (zero, one) = (
-        b.g.int64s("slice_start", &[1], &[0]),
-        b.g.int64s("slice_end", &[1], &[1]),
+    // One class token per face: the first patch token times zero plus the class embedding
+    // has the batch's size without a Shape node. A graph with no shape arithmetic keeps
+    // every node on the GPU, which ONNX Runtime needs to capture it as a CUDA graph.
+    let (cls_start, cls_end, cls_axis) = (
+        b.g.int64s("cls_start", &[1], &[0]),
+        b.g.int64s("cls_end", &[1], &[1]),
+        b.g.int64s("cls_axis", &[1], &[1]),
     );
-    let n = b.g.node("Slice", &[&shape, &zero, &one], vec![]);
-    let rest = b.g.int64s("cls_rest", &[2], &[1, d as i64]);
-    let cls_shape = b.g.node("Concat", &[&n, &rest], vec![Attr::Int("axis", 0)]);
-    let cls = b.g.node("Expand", &[&cls, &cls_shape], vec![]);
+    let first = b.g.node(
+        "Slice",
+        &[&patches, &cls_start, &cls_end, &cls_axis],
+        vec![],
+    );
+    let zero = b.g.scalar("cls_zero", 0.0, b.precision);
+    let first = b.g.node("Mul", &[&first, &zero], vec![]);
+    let cls = b.g.node("Add", &[&first, &cls], vec![]);
     let tokens =
         b.g.node("Concat", &[&cls, &patches], vec![Attr::Int("axis", 1)]);
     let t = grid * grid + 1;
@@ -175,11 +182,6 @@ pub fn export(
     let mut xs = b.layer_norm(&xs, "pre_layrnorm", &g0, &b0);
 
     // The encoder, collecting each layer's class token.
-    let (cls_start, cls_end, cls_axis) = (
-        b.g.int64s("cls_start", &[1], &[0]),
-        b.g.int64s("cls_end", &[1], &[1]),
-        b.g.int64s("cls_axis", &[1], &[1]),
-    );
     let mut layer_cls = Vec::new();
     let inter = c.vision.intermediate_size;
     let bias_of = |l: &burn::nn::Linear| values(l.bias.as_ref().expect("bias").val());
