@@ -12,7 +12,7 @@ use half::f16;
 use sd2_models::classifier::{DeepfakeModel, Verdict};
 use sd2_models::crop::CropRecipe;
 use sd2_models::image::RgbImage;
-use sd2_models::onnx::Precision;
+use sd2_models::onnx::{Model, Precision};
 use sd2_models::ort;
 use sd2_models::paths;
 use sd2_models::runtime::{self, Device as OrtDevice, SessionConfig};
@@ -191,32 +191,30 @@ fn tiny_preset_matches_burn_in_fp32_and_fp16() {
     check(ClipConfig::tiny(), 3, 1e-4, 1e-2);
 }
 
-#[test]
-fn exported_metadata_carries_the_crop_recipe_and_the_types() {
-    let device = Device::flex();
+/// The tiny preset with random weights exported as `variant` under `name` (version 7), and
+/// its run state.
+fn tiny_export(variant: Variant, name: &str) -> (Model, RunState) {
     let st = state(ClipConfig::tiny());
-    let model = Sd2Model::new(&st.config.model, &device).valid();
-    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("m.onnx");
+    let model = Sd2Model::new(&st.config.model, &Device::flex()).valid();
+    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).expect("run scripts/setup.sh");
     let info = ExportInfo {
-        model_name: "sd2-test".into(),
+        model_name: name.into(),
         model_version: "7".into(),
     };
+    let labels = TextLabels::default_labels();
+    (export(&model, &st, &labels, &tok, variant, &info), st)
+}
+
+#[test]
+fn exported_metadata_carries_the_crop_recipe_and_the_types() {
     let variant = Variant {
         precision: Precision::F32,
         fused: false,
     };
-    export(
-        &model,
-        &st,
-        &TextLabels::default_labels(),
-        &tok,
-        variant,
-        &info,
-    )
-    .write(&path)
-    .unwrap();
+    let (exported, st) = tiny_export(variant, "sd2-test");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    exported.write(&path).unwrap();
     let s = runtime::open_session(&path, OrtDevice::Cpu, SessionConfig::default(), "")
         .unwrap()
         .session;
@@ -241,28 +239,12 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
 /// variants must read every shape from the graph's initializers.
 #[test]
 fn neither_graph_computes_shapes_at_run_time() {
-    let device = Device::flex();
-    let st = state(ClipConfig::tiny());
-    let model = Sd2Model::new(&st.config.model, &device).valid();
-    let tok = ClipTokenizer::from_vocab_file(&st.config.vocab).unwrap();
-    let info = ExportInfo {
-        model_name: "shapes".into(),
-        model_version: "1".into(),
-    };
     for fused in [false, true] {
         let variant = Variant {
             precision: Precision::F16,
             fused,
         };
-        let proto = export(
-            &model,
-            &st,
-            &TextLabels::default_labels(),
-            &tok,
-            variant,
-            &info,
-        )
-        .into_proto();
+        let proto = tiny_export(variant, "shapes").0.into_proto();
         let graph = proto.graph.expect("a graph");
         let dynamic: Vec<&str> = graph
             .node
