@@ -258,6 +258,19 @@ impl DeepfakeModel {
 
     /// Runs prepared inputs (`n · input_len()` values) and returns a verdict per face.
     pub fn classify(&mut self, inputs: &[f32]) -> Result<Vec<Verdict>, RuntimeError> {
+        Ok(self
+            .logits(inputs)?
+            .iter()
+            .map(|l| Verdict::from_logits(l))
+            .collect())
+    }
+
+    /// Runs prepared inputs (`n · input_len()` values) and returns the model's logits, one
+    /// row per face in [`DeepfakeType::ALL`] order.
+    pub fn logits(
+        &mut self,
+        inputs: &[f32],
+    ) -> Result<Vec<[f32; DeepfakeType::COUNT]>, RuntimeError> {
         let per = self.input_len();
         let n = inputs.len() / per;
         if n == 0 {
@@ -270,8 +283,8 @@ impl DeepfakeModel {
                 .run(&inputs[r.start * per..r.end * per], r.len())
                 .map_err(|e| RuntimeError::Ort(format!("{}: {e}", path.display())))?;
             Ok(logits
-                .chunks(DeepfakeType::COUNT)
-                .map(Verdict::from_logits)
+                .chunks_exact(DeepfakeType::COUNT)
+                .map(|row| std::array::from_fn(|i| row[i]))
                 .collect())
         })
     }

@@ -15,6 +15,9 @@
 //!    crop, classify; crops per second and how many 25 fps streams it sustains analysing
 //!    one frame a second.
 //!
+//! 5. Compares each variant's logits with the standard fp32 graph's on the same inputs
+//!    (on CUDA: how far fp16 moves them).
+//!
 //! Prints one table with ratios; `--json FILE` also writes the figures.
 
 use std::collections::BTreeMap;
@@ -77,16 +80,41 @@ fn state(clip: ClipConfig) -> RunState {
 
 /// Seconds per iteration of our path on one batch size.
 fn time_ours(model: &mut DeepfakeModel, batch: usize, iterations: usize) -> Result<f64> {
-    let per = model.input_len();
-    let x: Vec<f32> = (0..batch * per)
-        .map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0)
-        .collect();
+    let x = pattern(model, batch);
     model.classify(&x)?;
     let start = Instant::now();
     for _ in 0..iterations {
         model.classify(&x)?;
     }
     Ok(start.elapsed().as_secs_f64() / iterations as f64)
+}
+
+/// `batch` inputs of a fixed pattern, the same for every path.
+fn pattern(model: &DeepfakeModel, batch: usize) -> Vec<f32> {
+    (0..batch * model.input_len())
+        .map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0)
+        .collect()
+}
+
+/// How far each model's logits are from the first's on the same 16 inputs: the largest
+/// difference over the first's largest logit magnitude (fp16 against fp32 on CUDA).
+fn logit_drift(models: &mut [DeepfakeModel]) -> Result<Vec<f64>> {
+    let x = pattern(&models[0], 16);
+    let reference = models[0].logits(&x)?.concat();
+    let scale = reference
+        .iter()
+        .fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+    models
+        .iter_mut()
+        .map(|m| {
+            let l = m.logits(&x)?.concat();
+            let d = l
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+            Ok((d / scale) as f64)
+        })
+        .collect()
 }
 
 /// The reference server (`benches/reference_infer.py`).
@@ -336,6 +364,7 @@ fn main() -> Result<()> {
             ));
         }
     }
+    let drift = logit_drift(&mut models)?;
     let mut samples: Vec<BTreeMap<usize, Vec<f64>>> = vec![BTreeMap::new(); paths.len()];
     let mut failed: Vec<Option<String>> = vec![None; paths.len()];
     for &b in &args.batches {
@@ -439,6 +468,10 @@ fn main() -> Result<()> {
             }
         }
     }
+    let first = &ours[0].0;
+    for ((name, _, _), d) in ours.iter().zip(&drift).skip(1) {
+        println!("logits of {name} vs {first}: {d:.1e} of the largest logit (16 inputs)");
+    }
     let b1 = get(&best_ours).and_then(|r| r.get(&1).copied());
     if let Some(v) = b1 {
         println!("batch-1 latency ({best_ours}): {:.2} ms", 1000.0 / v);
@@ -455,9 +488,13 @@ fn main() -> Result<()> {
         let rows: BTreeMap<String, BTreeMap<usize, f64>> = table.into_iter().collect();
         std::fs::write(
             p,
-            serde_json::to_string_pretty(
-                &serde_json::json!({"preset": preset, "device": args.device, "crops_per_second": rows, "face_path": {"frames_per_second": fps, "crops_per_second": crops}}),
-            )?,
+            serde_json::to_string_pretty(&serde_json::json!({
+                "preset": preset,
+                "device": args.device,
+                "crops_per_second": rows,
+                "logit_drift": ours.iter().zip(&drift).map(|((n, _, _), d)| (n.clone(), *d)).collect::<BTreeMap<_, _>>(),
+                "face_path": {"frames_per_second": fps, "crops_per_second": crops},
+            }))?,
         )?;
     }
     Ok(())
