@@ -1,5 +1,7 @@
-//! The CPU session pool splits a batch among sessions; its verdicts must be those of one
-//! session over the whole batch, in the same order.
+//! How `DeepfakeModel` runs batches: the CPU session pool splits a batch among sessions
+//! and gives the verdicts of one session over the whole batch, in order; fixed batch
+//! buckets pad without changing verdicts; CUDA graphs asked for where they cannot be had
+//! are reported off.
 
 mod common;
 
@@ -108,5 +110,24 @@ fn fixed_batches_pad_without_changing_verdicts() {
                 assert!(d < 1e-5, "batch {n} reversed: face {i} differs by {d}");
             }
         }
+    }
+}
+
+#[test]
+fn cuda_graphs_asked_for_on_the_cpu_are_reported_off() {
+    let _ = common::installed("onnxruntime");
+    // No CUDA here: `auto` lands on the CPU like `cpu` does, and both say why no graphs.
+    for device in [Device::Cpu, Device::Auto] {
+        let config = SessionConfig {
+            cuda_graph: true,
+            ..SessionConfig::default()
+        };
+        let model = DeepfakeModel::load(&demo_model(), device, config).expect("demo model loads");
+        assert!(!model.cuda_graph(), "{device}");
+        assert_eq!(
+            model.cuda_graph_off(),
+            Some("the model runs on the CPU"),
+            "{device}"
+        );
     }
 }
