@@ -71,6 +71,8 @@ pub struct DeepfakeModel {
     path: PathBuf,
     recipe: CropRecipe,
     half: bool,
+    /// What each session was opened with.
+    config: SessionConfig,
     name: String,
     version: String,
     placement: Placement,
@@ -193,11 +195,12 @@ impl DeepfakeModel {
                 runners.push(runner(s));
             }
         }
-        Ok(DeepfakeModel {
+        let mut model = DeepfakeModel {
             runners,
             path: path.to_owned(),
             recipe,
             half,
+            config: each,
             name: map
                 .get("model_name")
                 .cloned()
@@ -207,7 +210,35 @@ impl DeepfakeModel {
             fallback_reason: loaded.fallback_reason,
             cuda_graph: loaded.cuda_graph,
             cuda_graph_off: loaded.cuda_graph_off,
-        })
+        };
+        if model.cuda_graph
+            && let Err(why) = model.runners[0].capture_graphs()
+        {
+            model.drop_graphs(why)?;
+        }
+        Ok(model)
+    }
+
+    /// Reopens the CUDA session without graphs after `why` went wrong with them, which
+    /// [`cuda_graph_off`](Self::cuda_graph_off) then says.
+    fn drop_graphs(&mut self, why: String) -> Result<(), RuntimeError> {
+        let config = SessionConfig {
+            cuda_graph: false,
+            ..self.config
+        };
+        let session = runtime::open_session(&self.path, Device::Cuda, config, "")?.session;
+        let memory = Memory::Cuda { graphs: false };
+        let side = self.recipe.input_size;
+        self.runners = vec![Runner::new(
+            session,
+            memory,
+            config.fixed_batches,
+            self.half,
+            side,
+        )];
+        self.cuda_graph = false;
+        self.cuda_graph_off = Some(format!("CUDA graphs failed and were turned off: {why}"));
+        Ok(())
     }
 
     pub fn recipe(&self) -> &CropRecipe {
@@ -266,11 +297,22 @@ impl DeepfakeModel {
     }
 
     /// Runs prepared inputs (`n · input_len()` values) and returns the model's logits, one
-    /// row per face in [`DeepfakeType::ALL`] order.
+    /// row per face in [`DeepfakeType::ALL`] order. A run that fails with CUDA graphs is
+    /// run again without them, and they stay off.
     pub fn logits(
         &mut self,
         inputs: &[f32],
     ) -> Result<Vec<[f32; DeepfakeType::COUNT]>, RuntimeError> {
+        match self.run(inputs) {
+            Err(e) if self.cuda_graph => {
+                self.drop_graphs(e.to_string())?;
+                self.run(inputs)
+            }
+            result => result,
+        }
+    }
+
+    fn run(&mut self, inputs: &[f32]) -> Result<Vec<[f32; DeepfakeType::COUNT]>, RuntimeError> {
         let per = self.input_len();
         let n = inputs.len() / per;
         if n == 0 {

@@ -1,14 +1,15 @@
 //! Runs of the SD² model through ONNX Runtime's I/O binding.
 //!
 //! The faces are written into an input tensor that ONNX Runtime allocated: pinned host
-//! memory on CUDA, so the copy to the GPU is one DMA that the runtime queues. Only `logits`
-//! is bound as an output, into a tensor kept from run to run (pinned on CUDA), so the
+//! memory on CUDA, which ONNX Runtime copies to the GPU when it is bound. Only `logits` is
+//! bound as an output, into a tensor kept from run to run (pinned on CUDA), so the
 //! embedding never leaves the device that computed it.
 //!
 //! With fixed batches ([`SessionConfig::fixed_batches`], implied by CUDA graphs) a batch is
 //! padded to the next of [`BUCKETS`]; with CUDA graphs every bucket also gets its input and
 //! logits on the GPU at addresses that never change and a graph id of its own, which is what
-//! ONNX Runtime needs to capture one CUDA graph per bucket and replay it.
+//! ONNX Runtime needs to capture one CUDA graph per bucket and replay it. The copies to and
+//! from those device tensors go through `ort`'s copy sessions, outside the graph.
 //!
 //! [`SessionConfig::fixed_batches`]: crate::runtime::SessionConfig::fixed_batches
 
@@ -18,6 +19,11 @@ use ort::session::{RunOptions, Session};
 use ort::value::{DynTensor, TensorElementType};
 
 use crate::taxonomy::DeepfakeType;
+
+/// Runs after the first that bring a graph to replay: ONNX Runtime runs a graph id plainly
+/// once or twice (the count has changed between releases), captures it on the next run and
+/// replays it from then on, so the third of these is a replay either way.
+const RUNS_TO_REPLAY: usize = 3;
 
 /// The batch sizes fixed batches are padded to; a larger batch runs in pieces of the last.
 pub const BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
@@ -55,20 +61,22 @@ struct Slot {
 
 /// One session with the tensors it reuses.
 pub struct Runner {
+    /// Before `session`, so that the tensors go before the session whose allocators made them.
+    slots: Vec<Slot>,
     pub session: Session,
     memory: Memory,
     fixed_batches: bool,
     half: bool,
     side: usize,
-    slots: Vec<Slot>,
     /// Why the host tensors of a CUDA session are in pageable memory, when pinned memory
     /// could not be had.
     pageable_reason: Option<String>,
 }
 
-/// Slots kept at most: one per bucket with fixed batches; the most recently used batch
-/// sizes otherwise (a few hundred MB at most for ViT-L/14 batches of 128).
-const MAX_SLOTS: usize = BUCKETS.len();
+/// Slots kept without fixed batches: the most recently used batch sizes. With fixed
+/// batches every bucket keeps its slot (a captured graph holds its addresses). A slot holds
+/// at most one largest bucket of faces: 77 MB for ViT-L/14 in fp32.
+const VARYING_SLOTS: usize = 4;
 
 impl Runner {
     /// `side`: the model's input size; `half`: f16 input and logits.
@@ -80,12 +88,12 @@ impl Runner {
         side: usize,
     ) -> Self {
         Runner {
+            slots: Vec::new(),
             session,
             memory,
             fixed_batches: fixed_batches || matches!(memory, Memory::Cuda { graphs: true }),
             half,
             side,
-            slots: Vec::new(),
             pageable_reason: None,
         }
     }
@@ -95,15 +103,45 @@ impl Runner {
         self.pageable_reason.as_deref()
     }
 
+    /// With CUDA graphs: runs every bucket until its graph has been captured and replayed,
+    /// and checks that the replay gives what the first, plain run gave. Capture is
+    /// process-wide in CUDA, so it is best done once, on the thread that will run the model,
+    /// before any stream flows.
+    pub fn capture_graphs(&mut self) -> Result<(), String> {
+        if self.memory != (Memory::Cuda { graphs: true }) {
+            return Ok(());
+        }
+        for b in BUCKETS {
+            let x: Vec<f32> = (0..b * 3 * self.side * self.side)
+                .map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0)
+                .collect();
+            let run = |r: &mut Runner| r.run(&x, b).map_err(|e| format!("batch {b}: {e}"));
+            let first = run(self)?;
+            let mut last = first.clone();
+            for _ in 0..RUNS_TO_REPLAY {
+                last = run(self)?;
+            }
+            let scale = first.iter().fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+            let d = first
+                .iter()
+                .zip(&last)
+                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+            let finite = last.iter().all(|v| v.is_finite());
+            if !finite || d > 1e-3 * scale {
+                return Err(format!(
+                    "the replayed graph of batch {b} gives logits {d} away from a plain run"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `n` prepared faces (`n · 3 · S · S` values) and returns their logits, `n · 5`.
     pub fn run(&mut self, faces: &[f32], n: usize) -> ort::Result<Vec<f32>> {
         let k = DeepfakeType::COUNT;
         let per_face = 3 * self.side * self.side;
-        let step = if self.fixed_batches {
-            BUCKETS[BUCKETS.len() - 1]
-        } else {
-            n.max(1)
-        };
+        // Pieces of at most the largest bucket bound the memory a slot holds.
+        let step = BUCKETS[BUCKETS.len() - 1];
         let mut logits = Vec::with_capacity(n * k);
         for start in (0..n).step_by(step) {
             let m = step.min(n - start);
@@ -138,15 +176,20 @@ impl Runner {
     }
 
     /// The index of the slot for `batch`, made on first use. Slots are kept most recently
-    /// used last; beyond [`MAX_SLOTS`] the least recently used goes (never with fixed
-    /// batches, which have no more sizes than that).
+    /// used last; beyond [`VARYING_SLOTS`] the least recently used goes (never with fixed
+    /// batches, which have one slot per bucket).
     fn slot(&mut self, batch: usize) -> ort::Result<usize> {
         if let Some(i) = self.slots.iter().position(|s| s.batch == batch) {
             let used = self.slots.remove(i);
             self.slots.push(used);
             return Ok(self.slots.len() - 1);
         }
-        if self.slots.len() == MAX_SLOTS {
+        let keep = if self.fixed_batches {
+            BUCKETS.len()
+        } else {
+            VARYING_SLOTS
+        };
+        if self.slots.len() >= keep {
             self.slots.remove(0);
         }
         let elem = if self.half {

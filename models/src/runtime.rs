@@ -218,9 +218,10 @@ pub fn open_session(
             }
             Ok(loaded)
         }
-        // ONNX Runtime refuses graph capture for some models (nodes left on the CPU,
-        // control flow); run them without graphs rather than not at all, and say so.
-        Err(e) => {
+        // ONNX Runtime refuses graph capture for some models when it creates the session
+        // (control flow, copies between CPU and GPU nodes): run them without graphs rather
+        // than not at all, and say so. Other failures do not depend on graphs.
+        Err(e @ RuntimeError::BadModel { .. }) => {
             let plain = SessionConfig {
                 cuda_graph: false,
                 ..config
@@ -229,6 +230,7 @@ pub fn open_session(
             loaded.cuda_graph_off = Some(e.to_string());
             Ok(loaded)
         }
+        Err(e) => Err(e),
     }
 }
 

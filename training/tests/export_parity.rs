@@ -234,9 +234,9 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
     assert_eq!(outputs, vec!["logits", "embedding"]);
 }
 
-/// ONNX Runtime captures a CUDA graph only when every node runs on the GPU; shape
-/// arithmetic (Shape, Size and the small int64 nodes fed by them) runs on the CPU. Both
-/// variants must read every shape from the graph's initializers.
+/// Shape arithmetic (Shape, Size and the small int64 nodes fed by them) runs on the host,
+/// between the GPU kernels of a CUDA graph; both variants read every shape from the
+/// graph's initializers instead.
 #[test]
 fn neither_graph_computes_shapes_at_run_time() {
     for fused in [false, true] {

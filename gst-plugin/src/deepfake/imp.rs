@@ -47,7 +47,7 @@ use crate::device::DeviceKind;
 use crate::frame::{self, RgbConverter};
 use crate::roi;
 
-static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "sd2deepfake",
         gst::DebugColorFlags::empty(),
@@ -764,7 +764,7 @@ impl ObjectImpl for Deepfake {
                     .build(),
                 glib::ParamSpecBoolean::builder("cuda-graph")
                     .nick("CUDA graphs")
-                    .blurb("On CUDA, pad batches to 1, 2, 4, ... 128 faces and capture one CUDA graph per size, replayed on later runs; when ONNX Runtime refuses graphs for the model it runs without them and logs why")
+                    .blurb("On CUDA, pad batches to 1, 2, 4, ... 128 faces and capture one CUDA graph per size when the element starts, replayed on later runs; when ONNX Runtime refuses graphs for the model, or a capture or replay fails, it runs without them and logs why")
                     .default_value(d.cuda_graph)
                     .mutable_ready()
                     .build(),

@@ -11,6 +11,8 @@ use sd2_models::classifier::{DeepfakeModel, Verdict};
 use sd2_models::crop::CropRecipe;
 use sd2_models::runtime::{Device, Placement, RuntimeError, SessionConfig};
 
+use super::imp::CAT;
+
 struct Job {
     inputs: Vec<f32>,
     reply: SyncSender<Result<Vec<Verdict>, String>>,
@@ -57,7 +59,16 @@ fn run(mut model: DeepfakeModel, jobs: Receiver<Job>, max_batch: usize) {
                 .collect();
             &joined
         };
-        match model.classify(inputs) {
+        let graphs = model.cuda_graph();
+        let result = model.classify(inputs);
+        if graphs && !model.cuda_graph() {
+            gst::warning!(
+                CAT,
+                "{}",
+                model.cuda_graph_off().unwrap_or("CUDA graphs turned off")
+            );
+        }
+        match result {
             Ok(verdicts) => {
                 let mut rest = verdicts.as_slice();
                 for j in batch {
@@ -98,21 +109,34 @@ impl Service {
             cuda_graph,
             ..SessionConfig::default()
         };
-        let model = DeepfakeModel::load(path, device, config)?;
+        // The model is loaded on the thread that runs it: CUDA graphs are captured per
+        // thread, and the load captures them.
         let (tx, rx) = channel();
-        let service = Arc::new(Service {
-            jobs: tx,
-            recipe: *model.recipe(),
-            input_len: model.input_len(),
-            name: model.name().to_owned(),
-            placement: model.placement(),
-            fallback_reason: model.fallback_reason().map(str::to_owned),
-            cuda_graph_off: model.cuda_graph_off().map(str::to_owned),
-        });
+        let (loaded_tx, loaded_rx) = sync_channel(1);
+        let owned = path.to_owned();
         std::thread::Builder::new()
             .name("sd2-inference".into())
-            .spawn(move || run(model, rx, max_batch.max(1)))
+            .spawn(move || match DeepfakeModel::load(&owned, device, config) {
+                Ok(model) => {
+                    let _ = loaded_tx.send(Ok(Service {
+                        jobs: tx,
+                        recipe: *model.recipe(),
+                        input_len: model.input_len(),
+                        name: model.name().to_owned(),
+                        placement: model.placement(),
+                        fallback_reason: model.fallback_reason().map(str::to_owned),
+                        cuda_graph_off: model.cuda_graph_off().map(str::to_owned),
+                    }));
+                    run(model, rx, max_batch.max(1));
+                }
+                Err(e) => {
+                    let _ = loaded_tx.send(Err(e));
+                }
+            })
             .map_err(|e| RuntimeError::Ort(format!("cannot start the inference thread: {e}")))?;
+        let service = Arc::new(loaded_rx.recv().map_err(|_| {
+            RuntimeError::Ort("the inference thread ended while loading the model".into())
+        })??);
         services.insert(key, Arc::downgrade(&service));
         Ok(service)
     }

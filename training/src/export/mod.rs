@@ -145,8 +145,9 @@ pub fn export(
         &values(vm.embeddings.class_embedding.val()),
     );
     // One class token per face: the first patch token times zero plus the class embedding
-    // has the batch's size without a Shape node. A graph with no shape arithmetic keeps
-    // every node on the GPU, which ONNX Runtime needs to capture it as a CUDA graph.
+    // has the batch's size without a Shape node. With no shape arithmetic in the graph,
+    // every node can run on the GPU and nothing is computed on the host between kernels,
+    // the safe case for capturing the graph as a CUDA graph.
     let (cls_start, cls_end, cls_axis) = (
         b.g.int64s("cls_start", &[1], &[0]),
         b.g.int64s("cls_end", &[1], &[1]),
