@@ -337,14 +337,6 @@ fn main() -> Result<()> {
         .iter()
         .map(|(_, p, config)| DeepfakeModel::load(p, device, *config))
         .collect::<Result<_, _>>()?;
-    for ((name, _, config), m) in ours.iter().zip(&models) {
-        if config.cuda_graph && !m.cuda_graph() {
-            reference_note.push_str(&format!(
-                "ours, {name}: CUDA graphs not used: {}\n",
-                m.cuda_graph_off().unwrap_or("unknown")
-            ));
-        }
-    }
     let mut paths: Vec<(String, Option<String>)> = ours
         .iter()
         .map(|(n, _, _)| (format!("ours, {n}"), None))
@@ -391,7 +383,14 @@ fn main() -> Result<()> {
         }
     }
     drop(reference);
-    for ((name, _, _), m) in ours.iter().zip(&models) {
+    // After the timings: graphs may also be turned off by a run that failed.
+    for ((name, _, config), m) in ours.iter().zip(&models) {
+        if config.cuda_graph && !m.cuda_graph() {
+            reference_note.push_str(&format!(
+                "ours, {name}: CUDA graphs not used: {}\n",
+                m.cuda_graph_off().unwrap_or("unknown")
+            ));
+        }
         if let Some(why) = m.pageable_reason() {
             reference_note.push_str(&format!(
                 "ours, {name}: host tensors pageable, not pinned: {why}\n"
