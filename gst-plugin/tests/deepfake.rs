@@ -8,14 +8,26 @@ use gst::prelude::*;
 use gst_check::Harness;
 use sd2_models::image::RgbImage;
 
-fn harness(extra: &str, img: &RgbImage) -> Harness {
+/// `upstream` then `sd2deepfake` on the demo model with `extra` properties, fed RGB frames
+/// of `img`'s size.
+fn harness_after(upstream: &str, extra: &str, img: &RgbImage) -> Harness {
     init();
     let mut h = Harness::new_parse(&format!(
-        "sd2facedetect ! sd2deepfake model={} {extra}",
+        "{upstream}sd2deepfake model={} {extra}",
         demo_model().display()
     ));
     h.set_src_caps(rgb_caps(img));
     h
+}
+
+/// `sd2facedetect ! sd2deepfake`.
+fn harness(extra: &str, img: &RgbImage) -> Harness {
+    harness_after("sd2facedetect ! ", extra, img)
+}
+
+/// `sd2deepfake` alone: faces come from the boxes a test attaches.
+fn deepfake_alone(extra: &str, img: &RgbImage) -> Harness {
+    harness_after("", extra, img)
 }
 
 #[test]
@@ -243,7 +255,6 @@ fn eos_follows_every_frame_and_a_flush_forgets_the_tracks() {
 /// `sd2deepfake` alone, fed 200 frames with the six faces of t1.jpg attached, as fast as
 /// the test can push them; returns the frames that come out.
 fn flood(props: &str) -> (Vec<gst::Buffer>, u64) {
-    init();
     let img = sample("t1.jpg");
     let boxes = [
         (54, 262, 111, 135),
@@ -253,11 +264,7 @@ fn flood(props: &str) -> (Vec<gst::Buffer>, u64) {
         (908, 62, 106, 140),
         (1134, 276, 93, 119),
     ];
-    let mut h = Harness::new_parse(&format!(
-        "sd2deepfake model={} {props}",
-        demo_model().display()
-    ));
-    h.set_src_caps(rgb_caps(&img));
+    let mut h = deepfake_alone(props, &img);
     for i in 0..200 {
         let mut buf = rgb_buffer(&img, i * 40);
         for b in boxes {
@@ -382,10 +389,8 @@ fn cuda_graphs_without_cuda_fall_back_to_plain_runs_with_the_same_verdicts() {
 
 #[test]
 fn faces_attached_by_another_element_are_classified() {
-    init();
     let img = sample("astronaut.png");
-    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
-    h.set_src_caps(rgb_caps(&img));
+    let mut h = deepfake_alone("", &img);
     let mut buf = rgb_buffer(&img, 0);
     gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "face", (181, 62, 87, 110));
     gst_video::VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "car", (0, 0, 50, 50));
@@ -397,10 +402,8 @@ fn faces_attached_by_another_element_are_classified() {
 
 #[test]
 fn broken_boxes_from_another_element_are_cropped_within_bounds() {
-    init();
     let img = sample("astronaut.png");
-    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
-    h.set_src_caps(rgb_caps(&img));
+    let mut h = deepfake_alone("", &img);
     let mut buf = rgb_buffer(&img, 0);
     let b = buf.get_mut().unwrap();
     // A rectangle near u32::MAX, and a detection param with NaN and infinite corners.
@@ -434,10 +437,8 @@ fn broken_boxes_from_another_element_are_cropped_within_bounds() {
 
 #[test]
 fn a_short_buffer_with_a_face_is_reported_and_passed_on() {
-    init();
     let img = sample("astronaut.png");
-    let mut h = Harness::new_parse(&format!("sd2deepfake model={}", demo_model().display()));
-    h.set_src_caps(rgb_caps(&img));
+    let mut h = deepfake_alone("", &img);
     let mut short = gst::Buffer::from_mut_slice(vec![0u8; 100]);
     gst_video::VideoRegionOfInterestMeta::add(short.get_mut().unwrap(), "face", (181, 62, 87, 110));
     let out = h.push_and_pull(short).unwrap();
