@@ -246,53 +246,31 @@ fn main() -> Result<()> {
         model_name: format!("bench-{preset}"),
         model_version: "random".into(),
     };
-    let variants: Vec<(&str, Variant)> = if cuda {
-        vec![
-            (
-                "standard fp32",
-                Variant {
-                    precision: Precision::F32,
-                    fused: false,
-                },
-            ),
-            (
-                "standard fp16",
-                Variant {
-                    precision: Precision::F16,
-                    fused: false,
-                },
-            ),
-            (
-                "fused fp16",
-                Variant {
-                    precision: Precision::F16,
-                    fused: true,
-                },
-            ),
+    // The standard graph in fp32 always; on CUDA fp16 and the fused graph in fp16, on the
+    // CPU the fused graph in fp32.
+    let variants: &[(Precision, bool)] = if cuda {
+        &[
+            (Precision::F32, false),
+            (Precision::F16, false),
+            (Precision::F16, true),
         ]
     } else {
-        vec![
-            (
-                "standard fp32",
-                Variant {
-                    precision: Precision::F32,
-                    fused: false,
-                },
-            ),
-            (
-                "fused fp32",
-                Variant {
-                    precision: Precision::F32,
-                    fused: true,
-                },
-            ),
-        ]
+        &[(Precision::F32, false), (Precision::F32, true)]
     };
     let mut files = Vec::new();
-    for (name, v) in &variants {
+    for &(precision, fused) in variants {
+        let name = format!(
+            "{} {}",
+            if fused { "fused" } else { "standard" },
+            match precision {
+                Precision::F32 => "fp32",
+                Precision::F16 => "fp16",
+            }
+        );
         let path = dir.join(format!("sd2-{preset}-{}.onnx", name.replace(' ', "-")));
-        export(&model, &st, &labels, &tok, *v, &info).write(&path)?;
-        files.push((*name, path));
+        let variant = Variant { precision, fused };
+        export(&model, &st, &labels, &tok, variant, &info).write(&path)?;
+        files.push((name, path));
     }
     drop(model);
 
