@@ -77,7 +77,6 @@ pub struct DeepfakeModel {
     version: String,
     placement: Placement,
     fallback_reason: Option<String>,
-    cuda_graph: bool,
     cuda_graph_off: Option<String>,
 }
 
@@ -89,7 +88,7 @@ impl std::fmt::Debug for DeepfakeModel {
             .field("recipe", &self.recipe)
             .field("half", &self.half)
             .field("placement", &self.placement)
-            .field("cuda_graph", &self.cuda_graph)
+            .field("cuda_graph", &self.cuda_graph())
             .finish_non_exhaustive()
     }
 }
@@ -208,10 +207,9 @@ impl DeepfakeModel {
             version: map.get("model_version").cloned().unwrap_or_default(),
             placement: loaded.placement,
             fallback_reason: loaded.fallback_reason,
-            cuda_graph: loaded.cuda_graph,
             cuda_graph_off: loaded.cuda_graph_off,
         };
-        if model.cuda_graph
+        if model.cuda_graph()
             && let Err(why) = model.runners[0].capture_graphs()
         {
             model.drop_graphs(why)?;
@@ -236,7 +234,6 @@ impl DeepfakeModel {
             self.half,
             side,
         )];
-        self.cuda_graph = false;
         self.cuda_graph_off = Some(format!("CUDA graphs failed and were turned off: {why}"));
         Ok(())
     }
@@ -269,7 +266,7 @@ impl DeepfakeModel {
 
     /// Whether runs capture and replay CUDA graphs.
     pub fn cuda_graph(&self) -> bool {
-        self.cuda_graph
+        self.runners.iter().any(Runner::graphs)
     }
 
     /// Why CUDA graphs were asked for and are not used, when they are not.
@@ -304,7 +301,7 @@ impl DeepfakeModel {
         inputs: &[f32],
     ) -> Result<Vec<[f32; DeepfakeType::COUNT]>, RuntimeError> {
         match self.run(inputs) {
-            Err(e) if self.cuda_graph => {
+            Err(e) if self.cuda_graph() => {
                 self.drop_graphs(e.to_string())?;
                 self.run(inputs)
             }

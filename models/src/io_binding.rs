@@ -91,11 +91,16 @@ impl Runner {
             slots: Vec::new(),
             session,
             memory,
-            fixed_batches: fixed_batches || matches!(memory, Memory::Cuda { graphs: true }),
+            fixed_batches: fixed_batches || memory == (Memory::Cuda { graphs: true }),
             half,
             side,
             pageable_reason: None,
         }
+    }
+
+    /// Whether runs capture and replay CUDA graphs.
+    pub fn graphs(&self) -> bool {
+        self.memory == (Memory::Cuda { graphs: true })
     }
 
     /// Why this CUDA session's host tensors are pageable rather than pinned, when they are.
@@ -108,7 +113,7 @@ impl Runner {
     /// process-wide in CUDA, so it is best done once, on the thread that will run the model,
     /// before any stream flows.
     pub fn capture_graphs(&mut self) -> Result<(), String> {
-        if self.memory != (Memory::Cuda { graphs: true }) {
+        if !self.graphs() {
             return Ok(());
         }
         for b in BUCKETS {
