@@ -67,17 +67,21 @@ fn burn_outputs(
     (v(logits), v(e))
 }
 
+/// A plain ONNX Runtime session on the CPU.
+fn plain_session(path: &std::path::Path) -> ort::session::Session {
+    runtime::open_session(path, OrtDevice::Cpu, SessionConfig::default(), "")
+        .unwrap()
+        .session
+}
+
 /// (logits, embedding) from ONNX Runtime.
 fn ort_outputs(
-    path: &std::path::Path,
+    s: &mut ort::session::Session,
     x: &[f32],
     n: usize,
     side: usize,
     fp16: bool,
 ) -> (Vec<f32>, Vec<f32>) {
-    let mut s = runtime::open_session(path, OrtDevice::Cpu, SessionConfig::default(), "")
-        .unwrap()
-        .session;
     let shape = [n, 3, side, side];
     if fp16 {
         let h: Vec<f16> = x.iter().map(|v| f16::from_f32(*v)).collect();
@@ -141,39 +145,42 @@ fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
         model_name: "parity".into(),
         model_version: "1".into(),
     };
-    for (name, x) in [
+    let inputs = [
         ("random", pattern(batch * 3 * side * side, 3)),
         ("faces", real_faces(side, batch)),
-    ] {
-        let (want_logits, want_embedding) = burn_outputs(&model, &tok, &x, batch, side);
-        let labels = TextLabels::default_labels();
-        for (precision, tol) in [(Precision::F32, fp32_tol), (Precision::F16, fp16_tol)] {
-            let path = dir.path().join(format!("{precision:?}.onnx"));
-            if !path.exists() {
-                let variant = Variant {
-                    precision,
-                    fused: false,
-                };
-                export(&model, &st, &labels, &tok, variant, &info)
-                    .write(&path)
-                    .unwrap();
-            }
-            let (logits, embedding) =
-                ort_outputs(&path, &x, batch, side, precision == Precision::F16);
-            // Logits are τ·cosine: compare them relative to τ.
-            let tau = model.tau().into_scalar::<f32>();
-            let dl = max_diff(&logits, &want_logits) / tau;
-            let de = max_diff(&embedding, &want_embedding);
+    ];
+    let wants: Vec<_> = inputs
+        .iter()
+        .map(|(_, x)| burn_outputs(&model, &tok, x, batch, side))
+        .collect();
+    // Logits are τ·cosine: compare them relative to τ.
+    let tau = model.tau().into_scalar::<f32>();
+    let labels = TextLabels::default_labels();
+    for (precision, tol) in [(Precision::F32, fp32_tol), (Precision::F16, fp16_tol)] {
+        let path = dir.path().join(format!("{precision:?}.onnx"));
+        let variant = Variant {
+            precision,
+            fused: false,
+        };
+        export(&model, &st, &labels, &tok, variant, &info)
+            .write(&path)
+            .unwrap();
+        let mut session = plain_session(&path);
+        // The elements' path (I/O binding, f16 conversion, the CPU session pool) must give
+        // the verdicts of a plain run of the same file.
+        let mut ours = DeepfakeModel::load(&path, OrtDevice::Cpu, SessionConfig::default())
+            .expect("the export loads as an SD² model");
+        for ((name, x), (want_logits, want_embedding)) in inputs.iter().zip(&wants) {
+            let fp16 = precision == Precision::F16;
+            let (logits, embedding) = ort_outputs(&mut session, x, batch, side, fp16);
+            let dl = max_diff(&logits, want_logits) / tau;
+            let de = max_diff(&embedding, want_embedding);
             eprintln!("{name} {precision:?}: logits differ by {dl:.2e}·τ, embeddings by {de:.2e}");
             assert!(
                 dl < tol && de < tol,
                 "{name} {precision:?}: logits differ by {dl}·τ, embeddings by {de}"
             );
-            // The elements' path (I/O binding, f16 conversion, the CPU session pool) gives
-            // the verdicts of a plain run of the same file.
-            let mut ours = DeepfakeModel::load(&path, OrtDevice::Cpu, SessionConfig::default())
-                .expect("the export loads as an SD² model");
-            let verdicts = ours.classify(&x).unwrap();
+            let verdicts = ours.classify(x).unwrap();
             assert_eq!(verdicts.len(), batch);
             for (v, l) in verdicts.iter().zip(logits.chunks(5)) {
                 let d = max_diff(&v.probabilities, &Verdict::from_logits(l).probabilities);
@@ -294,7 +301,7 @@ fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
         )
         .write(&path)
         .unwrap();
-        outs.push(ort_outputs(&path, &x, 3, side, false));
+        outs.push(ort_outputs(&mut plain_session(&path), &x, 3, side, false));
     }
     let (want, _) = burn_outputs(&model, &tok, &x, 3, side);
     let tau = model.tau().into_scalar::<f32>();
