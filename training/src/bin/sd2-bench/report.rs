@@ -1,0 +1,141 @@
+//! `sd2-bench`'s figures: the table with its ratios, and the JSON written after every
+//! batch size, so that a run cut short still leaves what it measured.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+
+#[derive(Default)]
+pub struct Report {
+    pub preset: String,
+    pub device: String,
+    pub rounds: usize,
+    pub iterations: usize,
+    /// Crops per second: path → batch size → median.
+    pub rows: Vec<(String, BTreeMap<usize, f64>)>,
+    /// Our variants' names, standard fp32 first, and each one's logit drift from it.
+    pub drift: Vec<(String, f64)>,
+    /// The exported files' variant names (`standard fp32`, …), for the ORT Python ratios.
+    pub files: Vec<String>,
+    /// Frames, frames per second and crops per second of the face path.
+    pub face: Option<(usize, f64, f64)>,
+    pub notes: Vec<String>,
+    /// Whether every batch size asked for was timed.
+    pub complete: bool,
+}
+
+impl Report {
+    fn row(&self, name: &str) -> Option<&BTreeMap<usize, f64>> {
+        self.rows
+            .iter()
+            .find(|(n, r)| n == name && !r.is_empty())
+            .map(|(_, r)| r)
+    }
+
+    /// Our best variant: the last one (fused fp16 with CUDA graphs on CUDA, fused fp32 on
+    /// the CPU).
+    fn best(&self) -> Option<&str> {
+        self.drift.last().map(|(n, _)| n.as_str())
+    }
+
+    fn batches(&self) -> Vec<usize> {
+        let mut b: Vec<usize> = self
+            .rows
+            .iter()
+            .flat_map(|(_, r)| r.keys().copied())
+            .collect();
+        b.sort_unstable();
+        b.dedup();
+        b
+    }
+
+    /// Prints the table, its ratios, the drift, the latency, the face path and the notes.
+    pub fn print(&self) {
+        let batches = self.batches();
+        println!(
+            "sd2-bench: {}, device {}; crops per second, median of {} alternating timings of {} iterations",
+            self.preset, self.device, self.rounds, self.iterations
+        );
+        let line = |label: &str, cells: Vec<Option<String>>| {
+            print!("{label:<34}");
+            for c in cells {
+                print!("{:>10}", c.unwrap_or_else(|| "-".into()));
+            }
+            println!();
+        };
+        line(
+            "path",
+            batches.iter().map(|b| Some(format!("b{b}"))).collect(),
+        );
+        // A path that never ran has no row; the notes say why.
+        for (name, row) in self.rows.iter().filter(|(_, r)| !r.is_empty()) {
+            let cells = batches
+                .iter()
+                .map(|b| row.get(b).map(|v| format!("{v:.1}")))
+                .collect();
+            line(name, cells);
+        }
+        let ratio = |label: String, a: &BTreeMap<usize, f64>, c: &BTreeMap<usize, f64>| {
+            let cells = batches
+                .iter()
+                .map(|b| a.get(b).zip(c.get(b)).map(|(x, y)| format!("{:.2}", x / y)))
+                .collect();
+            line(&label, cells);
+        };
+        for n in &self.files {
+            if let (Some(a), Some(c)) = (
+                self.row(&format!("ours, {n}")),
+                self.row(&format!("ORT Python, {n}")),
+            ) {
+                ratio(format!("ours / ORT Python, {n}"), a, c);
+            }
+        }
+        if let Some(best) = self.best()
+            && let Some(a) = self.row(&format!("ours, {best}"))
+        {
+            for name in ["PyTorch eager + SDPA", "PyTorch compile + SDPA"] {
+                if let Some(c) = self.row(name) {
+                    ratio(format!("{best} / {name}"), a, c);
+                }
+            }
+            if let Some(v) = a.get(&1) {
+                println!("batch-1 latency (ours, {best}): {:.2} ms", 1000.0 / v);
+            }
+        }
+        if let Some((first, _)) = self.drift.first() {
+            for (name, d) in self.drift.iter().skip(1) {
+                println!("logits of {name} vs {first}: {d:.1e} of the largest logit (16 inputs)");
+            }
+        }
+        if let Some((frames, fps, crops)) = self.face {
+            println!(
+                "face path (MTCNN + crop + classify, 1080p, {frames} frames): {fps:.2} frames/s, {crops:.1} crops/s, sustains {:.0} streams of 25 fps analysed at 1 frame/s",
+                fps.floor()
+            );
+        }
+        for n in &self.notes {
+            println!("{n}");
+        }
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let rows: BTreeMap<&str, &BTreeMap<usize, f64>> =
+            self.rows.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        let drift: BTreeMap<&str, f64> = self.drift.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        let face = self.face.map(|(frames, fps, crops)| {
+            serde_json::json!({"frames": frames, "frames_per_second": fps, "crops_per_second": crops})
+        });
+        let doc = serde_json::json!({
+            "preset": self.preset,
+            "device": self.device,
+            "complete": self.complete,
+            "crops_per_second": rows,
+            "logit_drift": drift,
+            "face_path": face,
+            "notes": self.notes,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,92 @@
+//! What `sd2-bench` times: our path on one batch size, the logit drift between variants,
+//! and the face path on 1080p frames.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use sd2_models::classifier::DeepfakeModel;
+use sd2_models::image::RgbImage;
+use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
+use sd2_models::paths;
+use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
+
+/// Seconds per iteration of our path on one batch size.
+pub fn time_ours(model: &mut DeepfakeModel, batch: usize, iterations: usize) -> Result<f64> {
+    let x = pattern(model, batch);
+    model.classify(&x)?;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        model.classify(&x)?;
+    }
+    Ok(start.elapsed().as_secs_f64() / iterations as f64)
+}
+
+/// `batch` inputs of a fixed pattern, the same for every path.
+fn pattern(model: &DeepfakeModel, batch: usize) -> Vec<f32> {
+    (0..batch * model.input_len())
+        .map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0)
+        .collect()
+}
+
+/// How far each model's logits are from the first's on the same 16 inputs: the largest
+/// difference over the first's largest logit magnitude (fp16 against fp32 on CUDA).
+pub fn logit_drift(models: &mut [DeepfakeModel]) -> Result<Vec<f64>> {
+    let x = pattern(&models[0], 16);
+    let reference = models[0].logits(&x)?.concat();
+    let scale = reference
+        .iter()
+        .fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+    models
+        .iter_mut()
+        .map(|m| {
+            let l = m.logits(&x)?.concat();
+            let d = l
+                .iter()
+                .zip(&reference)
+                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
+            Ok((d / scale) as f64)
+        })
+        .collect()
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Frames and crops per second of detect + crop + classify on 1080p frames.
+pub fn face_path(
+    model: &Path,
+    device: OrtDevice,
+    config: SessionConfig,
+    frames: usize,
+) -> Result<(f64, f64)> {
+    let samples = paths::samples_dir();
+    let imgs: Vec<RgbImage> = ["astronaut.png", "t1.jpg"]
+        .iter()
+        .map(|f| RgbImage::open(&samples.join(f)).map(|i| i.letterboxed(1920, 1080, 96)))
+        .collect::<Result<_, _>>()
+        .context("sample faces (run scripts/setup.sh)")?;
+    let mut mtcnn = Mtcnn::load(
+        &paths::model_dir().join("mtcnn"),
+        device,
+        SessionConfig::default(),
+        MtcnnConfig::default(),
+    )?;
+    let mut sd2 = DeepfakeModel::load(model, device, config)?;
+    let per = sd2.input_len();
+    let mut crops = 0;
+    let start = Instant::now();
+    for i in 0..frames {
+        let img = &imgs[i % imgs.len()];
+        let faces = mtcnn.detect(img.view())?;
+        let mut inputs = vec![0.0; faces.len() * per];
+        for (f, chunk) in faces.iter().zip(inputs.chunks_mut(per)) {
+            sd2.prepare(img.view(), f.bbox, chunk);
+        }
+        crops += sd2.classify(&inputs)?.len();
+    }
+    let s = start.elapsed().as_secs_f64();
+    Ok((frames as f64 / s, crops as f64 / s))
+}

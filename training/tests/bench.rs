@@ -1,0 +1,79 @@
+//! `sd2-bench` on this CPU (tiny preset): what a run on a lent GPU relies on. The run goes
+//! on when a reference cannot start, the JSON holds every figure, and `--deadline-s` stops
+//! it from beginning batch sizes it has no time for, leaving the face path measured.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs sd2-bench with `args` after the small defaults below; returns its JSON.
+fn bench(dir: &Path, args: &[&str]) -> Value {
+    let json = dir.join("bench.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sd2-bench"))
+        .args(["--frames", "1", "--rounds", "1", "--iterations", "1"])
+        .args(["--reference-python", "/nonexistent/python3"])
+        .arg("--json")
+        .arg(&json)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "sd2-bench {args:?} failed:\n{text}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+fn notes(v: &Value) -> Vec<&str> {
+    v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = bench(dir.path(), &["--batches", "2,1"]);
+    assert_eq!(v["complete"], true);
+    for row in ["ours, standard fp32", "ours, fused fp32"] {
+        let r = &v["crops_per_second"][row];
+        for b in ["1", "2"] {
+            assert!(r[b].as_f64().unwrap() > 0.0, "{row} b{b}: {r}");
+        }
+    }
+    let n = notes(&v);
+    assert!(
+        n.iter()
+            .any(|n| n.starts_with("references not run") && n.contains("/nonexistent/python3")),
+        "{n:?}"
+    );
+    // The fused graph computes what the standard graph does.
+    let drift = v["logit_drift"]["fused fp32"].as_f64().unwrap();
+    assert!(drift < 1e-4, "{drift}");
+    assert!(v["face_path"]["crops_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn no_batch_size_starts_after_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = bench(dir.path(), &["--batches", "4,1", "--deadline-s", "0"]);
+    assert_eq!(v["complete"], false);
+    let rows = v["crops_per_second"].as_object().unwrap();
+    assert!(
+        rows.values().all(|r| r.as_object().unwrap().is_empty()),
+        "{rows:?}"
+    );
+    let n = notes(&v);
+    assert!(
+        n.iter().any(|n| n.starts_with("batch sizes [4, 1] not timed")),
+        "{n:?}"
+    );
+    // The face path runs before the timings, so a run cut short keeps it.
+    assert!(v["face_path"]["frames_per_second"].as_f64().unwrap() > 0.0);
+}
