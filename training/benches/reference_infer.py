@@ -42,7 +42,14 @@ class Ort:
 
     def time(self, path, batch, iterations):
         if path not in self.sessions:
-            self.sessions[path] = self.ort.InferenceSession(path, providers=self.providers)
+            s = self.ort.InferenceSession(path, providers=self.providers)
+            # ONNX Runtime falls back to the CPU, with a warning only, when the provider asked
+            # for is missing (a CPU-only wheel) or fails to load (CUDA libraries not found):
+            # a reference timed that way would be wrong by orders of magnitude.
+            if s.get_providers()[0] != self.providers[0]:
+                raise RuntimeError(f"onnxruntime {self.ort.__version__} ({self.ort.__file__}) runs "
+                                   f"{path} on {s.get_providers()}, not {self.providers[0]}")
+            self.sessions[path] = s
         s = self.sessions[path]
         inp = s.get_inputs()[0]
         dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -92,6 +99,9 @@ class Torch:
         torch = self.torch
         model = self.eager
         if kind == "compile":
+            # Default settings, as a user would call it: the first batch size compiles a
+            # static graph, the second one a graph with a dynamic batch that the rest reuse
+            # (batch 1 is always specialised). Compilation happens in `timed`'s warm-up call.
             if self.compiled is None:
                 self.compiled = torch.compile(self.eager)
             model = self.compiled
