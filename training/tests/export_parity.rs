@@ -284,13 +284,17 @@ fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
     };
     let side = 64;
     let x = real_faces(side, 3);
+    // Standard fp32, fused fp32, and fused fp16: the graph the CUDA path runs, which ONNX
+    // Runtime's CPU provider also runs.
+    let variants = [
+        (Precision::F32, false),
+        (Precision::F32, true),
+        (Precision::F16, true),
+    ];
     let mut outs = Vec::new();
-    for fused in [false, true] {
-        let path = dir.path().join(format!("{fused}.onnx"));
-        let variant = Variant {
-            precision: Precision::F32,
-            fused,
-        };
+    for (precision, fused) in variants {
+        let path = dir.path().join(format!("{precision:?}-{fused}.onnx"));
+        let variant = Variant { precision, fused };
         export(
             &model,
             &st,
@@ -301,17 +305,24 @@ fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
         )
         .write(&path)
         .unwrap();
-        outs.push(ort_outputs(&mut plain_session(&path), &x, 3, side, false));
+        let fp16 = precision == Precision::F16;
+        outs.push(ort_outputs(&mut plain_session(&path), &x, 3, side, fp16));
     }
-    let (want, _) = burn_outputs(&model, &tok, &x, 3, side);
+    let (want, want_embedding) = burn_outputs(&model, &tok, &x, 3, side);
     let tau = model.tau().into_scalar::<f32>();
     let d = max_diff(&outs[0].0, &outs[1].0) / tau;
     eprintln!("fused vs standard: logits differ by {d:.2e}·τ");
     assert!(d < 1e-4, "fused and standard graphs differ by {d}·τ");
     assert!(max_diff(&outs[1].0, &want) / tau < 1e-4);
     assert!(max_diff(&outs[0].1, &outs[1].1) < 1e-4);
+    let (dl, de) = (
+        max_diff(&outs[2].0, &want) / tau,
+        max_diff(&outs[2].1, &want_embedding),
+    );
+    eprintln!("fused fp16 vs burn: logits differ by {dl:.2e}·τ, embeddings by {de:.2e}");
+    assert!(dl < 1e-2 && de < 1e-2, "fused fp16: {dl}·τ, {de}");
     // The fused graph does use the contrib operators.
-    let bytes = std::fs::read(dir.path().join("true.onnx")).unwrap();
+    let bytes = std::fs::read(dir.path().join("F16-true.onnx")).unwrap();
     for op in [
         "MultiHeadAttention",
         "SkipLayerNormalization",
