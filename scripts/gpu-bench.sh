@@ -1,52 +1,173 @@
 #!/usr/bin/env bash
-# Runs sd2-bench on a machine with an NVIDIA GPU that has no Rust toolchain, no ONNX Runtime
-# and no internet (the CUDA 13 + cuDNN 9 wheels of PyTorch are enough), from a build made here.
+# Runs sd2-bench on a lent GPU machine that has no Rust toolchain, no GStreamer, no ONNX
+# Runtime CUDA build and no internet (its python3 has PyTorch with the CUDA 13 and cuDNN 9
+# wheels), from a build made here. Each device call carries at most 64 MiB.
 #
-#   scripts/gpu-bench.sh pack          # here: build, strip, pack into .gpu/ (ignored by git)
-#   scripts/gpu-bench.sh stash N       # there: keep .gpu/ortgpu/part-0N in ~/sd2-ortgpu
-#   scripts/gpu-bench.sh run [ARGS]    # there: unpack ONNX Runtime, run sd2-bench on CUDA
+#   scripts/gpu-bench.sh pack        # here: build, strip, pack into .gpu/; prints the calls
+#   scripts/gpu-bench.sh stash N     # there: keep the carried .gpu/ortgpu/part-0N in ~/sd2-ortgpu
+#   scripts/gpu-bench.sh run [ARGS]  # there: keep any carried part, unpack, run sd2-bench
+#   scripts/gpu-bench.sh rehearse    # here: the same calls on this CPU, in a copy of the checkout
 #
-# `pack` writes .gpu/bin/sd2-bench (stripped), .gpu/cache (MTCNN, samples, CLIP vocabulary)
-# and .gpu/ortgpu/part-* (ONNX Runtime's CUDA build in parts of 40 MiB). Move each part in
-# its own call (`stash`), then carry .gpu/bin and .gpu/cache into the call that runs `run`.
-# The ViT-L/14 exports (1.2 GB) are generated there by sd2-bench itself.
+# `pack` writes .gpu/bin/sd2-bench (stripped), .gpu/cache (MTCNN, samples, CLIP vocabulary,
+# the parts' checksums) and .gpu/ortgpu/part-* (ONNX Runtime 1.31.1's CUDA build, the
+# library for sd2-bench and the Python package for the ONNX Runtime reference, from the
+# pinned onnxruntime-gpu wheel). Every part but the last moves in a call of its own
+# (`stash`); the last travels with .gpu/bin and .gpu/cache in the call that runs `run`.
+# The ViT-L/14 exports (2.4 GB) are made there by sd2-bench itself.
+#
+# `run` writes gpu.txt (card, driver, libraries), sd2-bench.txt and sd2-bench.json under
+# $OUT. sd2-bench starts no batch size after $SD2_BENCH_DEADLINE seconds (default 400) and
+# is stopped at $SD2_BENCH_TIMEOUT (default 560), so the call ends inside the device's
+# 600 s; the JSON is rewritten after each batch size. ARGS go to sd2-bench after the
+# defaults below and override them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stash=${SD2_GPU_STASH:-$HOME/sd2-ortgpu}
-case "${1:-}" in
-pack)
+part_mib=${SD2_GPU_PART_MIB:-56}
+wheel=onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+wheel_sha=05d548956197b9d01f59b625de740e0d6be3593f874e241a12dc0362650ecdf7
+
+tmp=
+trap 'rm -rf "${tmp:-}"' EXIT
+
+mib() { du -cbs "$@" | tail -1 | awk '{printf "%.1f", $1 / 1048576}'; }
+
+# The files a device call sends besides what it carries: tracked and untracked, not ignored.
+travelling() { (cd "$root" && git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- | tail -1 | cut -f1); }
+
+pack() {
   cd "$root"
   cargo build --release -p sd2-train --bin sd2-bench
-  rm -rf .gpu && mkdir -p .gpu/bin .gpu/cache/models
+  rm -rf .gpu && mkdir -p .gpu/bin .gpu/cache/models .gpu/ortgpu
   strip -o .gpu/bin/sd2-bench target/release/sd2-bench
   cp -r .cache/sd2/models/mtcnn .gpu/cache/models/
   cp -r .cache/sd2/samples .cache/sd2/clip .gpu/cache/
-  "$root/../shared/gpu/pack-onnxruntime-gpu.sh" .gpu/ortgpu 40
-  du -sh .gpu/bin .gpu/cache .gpu/ortgpu/part-*
-  ;;
-stash)
-  part=$(printf '%s/.gpu/ortgpu/part-%02d' "$root" "${2:?stash needs a part number}")
+  local w=.cache/sd2/wheels/$wheel
+  if ! { [ -f "$w" ] && echo "$wheel_sha  $w" | sha256sum -c --status; }; then
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+      --implementation cp --platform manylinux_2_28_x86_64 -d .cache/sd2/wheels "onnxruntime-gpu==1.31.1"
+    echo "$wheel_sha  $w" | sha256sum -c --status || { echo "$w: sha256 is not $wheel_sha" >&2; exit 1; }
+  fi
+  tmp=$(mktemp -d)
+  local work=$tmp
+  # The Python package and its dist-info, into one folder that goes on PYTHONPATH there;
+  # sd2-bench loads the same capi/libonnxruntime.so, and both find the CUDA provider beside it.
+  unzip -q "$w" -d "$work/ort" -x 'onnxruntime/capi/libonnxruntime_providers_tensorrt.so'
+  tar -C "$work" -cf - ort | xz -T0 -9 | split -b "${part_mib}M" -d - .gpu/ortgpu/part-
+  (cd .gpu/ortgpu && sha256sum part-*) >.gpu/cache/ortgpu.sha256
+  rm -rf "$work"
+  local repo parts n=0 size
+  repo=$(travelling)
+  parts=(.gpu/ortgpu/part-*)
+  echo "device calls, each also sending $(awk -v b="$repo" 'BEGIN{printf "%.1f", b / 1048576}') MiB of checkout:"
+  for p in "${parts[@]}"; do
+    n=$((n + 1))
+    if [ "$p" = "${parts[-1]}" ]; then
+      size=$(mib .gpu/bin .gpu/cache "$p")
+      echo "  $n. carry .gpu/bin .gpu/cache $p ($size MiB): scripts/gpu-bench.sh run"
+    else
+      size=$(mib "$p")
+      echo "  $n. carry $p ($size MiB): scripts/gpu-bench.sh stash ${p##*-}"
+    fi
+    if awk -v s="$size" -v r="$repo" 'BEGIN{exit !(s + r / 1048576 > 63.5)}'; then
+      echo "call $n would send more than the device's 64 MiB: lower SD2_GPU_PART_MIB" >&2
+      exit 1
+    fi
+  done
+}
+
+# Copies the parts carried into this call to the stash, which outlives the call.
+keep_carried() {
   mkdir -p "$stash"
-  cp "$part" "$stash/"
+  local p
+  for p in "$root"/.gpu/ortgpu/part-*; do
+    if [ -f "$p" ]; then cp "$p" "$stash/" && echo "kept ${p##*/} in $stash"; fi
+  done
+}
+
+run() {
+  local device=${SD2_BENCH_DEVICE:-cuda} out=${OUT:-$root/.gpu/out}
+  local manifest=$root/.gpu/cache/ortgpu.sha256 ort=$stash/ort
+  mkdir -p "$out"
+  keep_carried
+  [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
+  if ! cmp -s "$manifest" "$ort/.unpacked"; then
+    if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then
+      echo "parts missing or damaged in $stash: stash each part but the last (carry it," \
+        "then scripts/gpu-bench.sh stash N), and carry the last into this call" >&2
+      exit 1
+    fi
+    rm -rf "$ort"
+    (cd "$stash" && cat $(awk '{print $2}' "$manifest") | xz -dc | tar -xf -)
+    cp "$manifest" "$ort/.unpacked"
+  fi
+  local capi=$ort/onnxruntime/capi python=${SD2_BENCH_PYTHON:-python3}
+  export ORT_DYLIB_PATH=$capi/libonnxruntime.so.1.31.1
+  export PYTHONPATH=$ort${PYTHONPATH:+:$PYTHONPATH}
+  export SD2_CACHE_DIR=$root/.gpu/cache
+  if [ "$device" = cuda ]; then
+    # The CUDA 13 runtime, cuBLAS, cuFFT, cuRAND and cuDNN 9 of PyTorch's wheels.
+    local nv
+    nv=$("$python" -c 'import nvidia; print(nvidia.__path__[0])')
+    export LD_LIBRARY_PATH="$capi:$nv/cu13/lib:$nv/cudnn/lib:${LD_LIBRARY_PATH:-}"
+  fi
+  {
+    echo "date: $(date -u +%FT%TZ)"
+    if [ "$device" = cuda ]; then
+      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+      echo "libraries the CUDA provider cannot find (none expected):"
+      ldd "$capi/libonnxruntime_providers_cuda.so" | grep 'not found' || true
+      "$python" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' || true
+    fi
+    "$python" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.__file__, o.get_available_providers())' || true
+  } 2>&1 | tee "$out/gpu.txt"
+  local defaults=(--device "$device")
+  if [ "$device" = cuda ]; then
+    # Batch 1 and 64 first: the issue's targets are there. torch.compile compiles twice in
+    # this order (batch 1, then a dynamic batch that the rest reuse).
+    defaults+=(--batches 1,64,8,128,32 --rounds 3)
+  fi
+  timeout -k 5 "${SD2_BENCH_TIMEOUT:-560}" "$root/.gpu/bin/sd2-bench" "${defaults[@]}" \
+    --reference-python "$python" --out "$HOME/sd2-gpu-models" --json "$out/sd2-bench.json" \
+    --deadline-s "${SD2_BENCH_DEADLINE:-400}" "$@" 2>&1 | tee "$out/sd2-bench.txt"
+}
+
+# The device calls that `pack` prints, made here on the CPU: a copy of the checkout at
+# another path, a HOME of its own, each part in a call of its own, the last with the run.
+rehearse() {
+  [ -f "$root/.gpu/cache/ortgpu.sha256" ] || { echo "run scripts/gpu-bench.sh pack first" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  local r=$tmp
+  mkdir -p "$r/repo" "$r/home" "$r/out"
+  (cd "$root" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -C "$r/repo" -xf -
+  local parts=("$root"/.gpu/ortgpu/part-*) p
+  mkdir -p "$r/repo/.gpu/ortgpu"
+  for p in "${parts[@]::${#parts[@]}-1}"; do
+    cp "$p" "$r/repo/.gpu/ortgpu/"
+    (cd "$r/repo" && HOME=$r/home scripts/gpu-bench.sh stash "${p##*-}")
+    rm "$r/repo/.gpu/ortgpu/${p##*/}"
+  done
+  cp -r "$root/.gpu/bin" "$root/.gpu/cache" "$r/repo/.gpu/"
+  cp "${parts[-1]}" "$r/repo/.gpu/ortgpu/"
+  (cd "$r/repo" && HOME=$r/home OUT=$r/out SD2_BENCH_DEVICE=cpu \
+    scripts/gpu-bench.sh run --preset tiny --frames 2 --rounds 1 --iterations 3 "$@")
+  ls -l "$r/out"
+  grep -q '"complete": true' "$r/out/sd2-bench.json" || { echo "rehearsal: sd2-bench.json not complete" >&2; exit 1; }
+  echo "rehearsal passed"
+}
+
+case "${1:-}" in
+pack) pack ;;
+stash)
+  part=$(printf '%s/.gpu/ortgpu/part-%02d' "$root" "$((10#${2:?stash needs a part number}))")
+  [ -f "$part" ] || { echo "$part was not carried into this call" >&2; exit 1; }
+  keep_carried
   ls -l "$stash"
   ;;
-run)
-  shift
-  out=${OUT:-$root/.gpu/out}
-  mkdir -p "$out"
-  if [ ! -f "$stash/onnxruntime-gpu/libonnxruntime.so.1.31.1" ]; then
-    (cd "$stash" && cat part-* | xz -dc | tar -xf -)
-  fi
-  nv=$(python3 -c 'import nvidia; print(nvidia.__path__[0])')
-  export LD_LIBRARY_PATH="$stash/onnxruntime-gpu:$nv/cu13/lib:$nv/cudnn/lib:${LD_LIBRARY_PATH:-}"
-  export ORT_DYLIB_PATH="$stash/onnxruntime-gpu/libonnxruntime.so.1.31.1"
-  export SD2_CACHE_DIR="$root/.gpu/cache"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
-  "$root/.gpu/bin/sd2-bench" --device cuda --reference-python python3 \
-    --out "$HOME/sd2-gpu-models" --json "$out/sd2-bench-cuda.json" "$@" 2>&1 | tee "$out/sd2-bench-cuda.txt"
-  ;;
+run) shift && run "$@" ;;
+rehearse) shift && rehearse "$@" ;;
 *)
-  sed -n '2,12p' "$0"
+  sed -n '2,22p' "$0"
   exit 2
   ;;
 esac
