@@ -98,7 +98,10 @@ run() {
       exit 1
     fi
     rm -rf "$ort"
-    (cd "$stash" && cat $(awk '{print $2}' "$manifest") | xz -dc | tar -xf -)
+    # xz where it is installed, else Python's lzma (the GPU image's tools are not ours).
+    local unxz=(xz -dc)
+    command -v xz >/dev/null || unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)')
+    (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
     cp "$manifest" "$ort/.unpacked"
   fi
   local capi=$ort/onnxruntime/capi python=${SD2_BENCH_PYTHON:-python3}
