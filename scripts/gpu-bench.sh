@@ -16,10 +16,10 @@
 # The ViT-L/14 exports (2.4 GB) are made there by sd2-bench itself.
 #
 # `run` writes gpu.txt (card, driver, libraries), sd2-bench.txt and sd2-bench.json under
-# $OUT. sd2-bench starts no batch size after $SD2_BENCH_DEADLINE seconds (default 400) and
-# is stopped at $SD2_BENCH_TIMEOUT (default 560), so the call ends inside the device's
-# 600 s; the JSON is rewritten after each batch size. ARGS go to sd2-bench after the
-# defaults below and override them.
+# $OUT. sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the
+# call ends inside the device's 600 s, and begins no batch size in its last 160 s; the JSON
+# is rewritten after each batch size. It exits 3 when stopped at that limit. ARGS go to
+# sd2-bench after the defaults below and override them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stash=${SD2_GPU_STASH:-$HOME/sd2-ortgpu}
@@ -100,7 +100,7 @@ run() {
     rm -rf "$ort"
     # xz where it is installed, else Python's lzma (the GPU image's tools are not ours).
     local unxz=(xz -dc)
-    command -v xz >/dev/null || unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)')
+    if [ -n "${SD2_GPU_NO_XZ:-}" ] || ! command -v xz >/dev/null; then unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)'); fi
     (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
     cp "$manifest" "$ort/.unpacked"
   fi
@@ -111,15 +111,24 @@ run() {
   if [ "$device" = cuda ]; then
     # The CUDA 13 runtime, cuBLAS, cuFFT, cuRAND and cuDNN 9 of PyTorch's wheels.
     local nv
-    nv=$("$python" -c 'import nvidia; print(nvidia.__path__[0])')
+    nv=$("$python" -c 'import nvidia; print(nvidia.__path__[0])') || nv=/nonexistent
     export LD_LIBRARY_PATH="$capi:$nv/cu13/lib:$nv/cudnn/lib:${LD_LIBRARY_PATH:-}"
   fi
+  # Diagnostics only: none of them may end the call before sd2-bench runs.
+  # shellcheck disable=SC2016
   {
     echo "date: $(date -u +%FT%TZ)"
     if [ "$device" = cuda ]; then
-      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-      echo "libraries the CUDA provider cannot find (none expected):"
+      nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+      echo "libraries ldd finds missing for the CUDA provider (none expected), then the CUDA libraries of $nv:"
       ldd "$capi/libonnxruntime_providers_cuda.so" | grep 'not found' || true
+      # cuDNN and cuFFT are opened at run time, which ldd does not see.
+      "$python" -c 'import ctypes
+for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10", "libcufft.so.12", "libcudnn.so.9"]:
+    try:
+        ctypes.CDLL(lib); print("  found", lib)
+    except OSError as e:
+        print("  MISSING", lib, e)' || true
       "$python" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' || true
     fi
     "$python" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.__file__, o.get_available_providers())' || true
@@ -130,9 +139,19 @@ run() {
     # this order (batch 1, then a dynamic batch that the rest reuse).
     defaults+=(--batches 1,64,8,128,32 --rounds 3)
   fi
-  timeout -k 5 "${SD2_BENCH_TIMEOUT:-560}" "$root/.gpu/bin/sd2-bench" "${defaults[@]}" \
+  # The device stops a call at 600 s, counted from the call's start: sd2-bench gets what is
+  # left of $SD2_CALL_S, and starts no batch size in its last 160 s.
+  local left=$((${SD2_CALL_S:-585} - SECONDS)) status=0
+  timeout -k 5 "${SD2_BENCH_TIMEOUT:-$left}" "$root/.gpu/bin/sd2-bench" "${defaults[@]}" \
     --reference-python "$python" --out "$HOME/sd2-gpu-models" --json "$out/sd2-bench.json" \
-    --deadline-s "${SD2_BENCH_DEADLINE:-400}" "$@" 2>&1 | tee "$out/sd2-bench.txt"
+    --deadline-s "${SD2_BENCH_DEADLINE:-$((left - 160))}" "$@" 2>&1 | tee "$out/sd2-bench.txt" ||
+    status=$?
+  if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    echo "sd2-bench was stopped at its time limit (${SD2_BENCH_TIMEOUT:-$left} s): what it" \
+      "measured is above and in sd2-bench.json" | tee -a "$out/sd2-bench.txt"
+    exit 3
+  fi
+  return "$status"
 }
 
 # The device calls that `pack` prints, made here on the CPU: a copy of the checkout at
@@ -152,7 +171,8 @@ rehearse() {
   done
   cp -r "$root/.gpu/bin" "$root/.gpu/cache" "$r/repo/.gpu/"
   cp "${parts[-1]}" "$r/repo/.gpu/ortgpu/"
-  (cd "$r/repo" && HOME=$r/home OUT=$r/out SD2_BENCH_DEVICE=cpu \
+  # xz is installed here; the Python fallback is the path a bare image takes.
+  (cd "$r/repo" && HOME=$r/home OUT=$r/out SD2_BENCH_DEVICE=cpu SD2_GPU_NO_XZ=1 \
     scripts/gpu-bench.sh run --preset tiny --frames 2 --rounds 1 --iterations 3 "$@")
   ls -l "$r/out"
   grep -q '"complete": true' "$r/out/sd2-bench.json" || { echo "rehearsal: sd2-bench.json not complete" >&2; exit 1; }

@@ -17,6 +17,7 @@ random weights, fp16 on CUDA.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -111,10 +112,15 @@ class Torch:
 
 
 def main():
+    # Answers go to a private copy of standard output; whatever else writes there (a library,
+    # a compiler worker, C code) goes to standard error, so answers and commands stay paired.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     c = json.loads(open(sys.argv[1]).read())
     device = sys.argv[2]
     ort_runner = torch_runner = None
-    print("ready", flush=True)
+    print("ready", file=answers, flush=True)
     for line in sys.stdin:
         parts = line.split()
         try:
@@ -128,9 +134,9 @@ def main():
                 t = torch_runner.time(parts[1], int(parts[2]), int(parts[3]))
             else:
                 raise ValueError(f"unknown command {parts[0]}")
-            print(t, flush=True)
+            print(t, file=answers, flush=True)
         except Exception as e:  # reported to the benchmark, which goes on without it
-            print("error: " + str(e).replace("\n", " ")[:300], flush=True)
+            print("error: " + str(e).replace("\n", " ")[:300], file=answers, flush=True)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,8 @@ struct Args {
     #[arg(long)]
     preset: Option<String>,
     /// Batch sizes, timed in this order (the table lists them in ascending order).
-    #[arg(long, default_value = "1,8,32,64,128", value_delimiter = ',')]
+    /// A later `--batches` replaces an earlier one.
+    #[arg(long, default_value = "1,8,32,64,128", value_delimiter = ',', action = clap::ArgAction::Set, num_args = 1)]
     batches: Vec<usize>,
     /// Iterations per timing.
     #[arg(long, default_value_t = 10)]
@@ -91,6 +92,36 @@ struct Args {
 
 fn state(clip: ClipConfig) -> RunState {
     RunState::untrained(clip, paths::clip_vocab())
+}
+
+/// What the run has found so far about its own paths: CUDA graphs or pinned memory not
+/// used (graphs can also be turned off by a failed run), and paths that failed.
+fn status_notes(
+    ours: &[(String, &std::path::Path, SessionConfig)],
+    models: &[DeepfakeModel],
+    paths: &[(String, Option<String>)],
+    failed: &[Option<String>],
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for ((name, _, config), m) in ours.iter().zip(models) {
+        if config.cuda_graph && !m.cuda_graph() {
+            notes.push(format!(
+                "ours, {name}: CUDA graphs not used: {}",
+                m.cuda_graph_off().unwrap_or("unknown")
+            ));
+        }
+        if let Some(why) = m.pageable_reason() {
+            notes.push(format!(
+                "ours, {name}: host tensors pageable, not pinned: {why}"
+            ));
+        }
+    }
+    for ((name, _), f) in paths.iter().zip(failed) {
+        if let Some(e) = f {
+            notes.push(format!("{name} not run: {e}"));
+        }
+    }
+    notes
 }
 
 fn main() -> Result<()> {
@@ -200,6 +231,10 @@ fn main() -> Result<()> {
     let (fps, crops) = face_path(best_path, device, *best_config, args.frames)?;
     report.face = Some((args.frames, fps, crops));
     eprintln!("face path: {fps:.2} frames/s, {crops:.1} crops/s");
+    report.status = status_notes(&ours, &models, &[], &[]);
+    if let Some(p) = &args.json {
+        report.write_json(p)?;
+    }
 
     let python = args
         .reference_python
@@ -298,32 +333,15 @@ fn main() -> Result<()> {
                 eprintln!("  b{b} {name}: {v:.1} crops/s");
             }
         }
+        report.status = status_notes(&ours, &models, &paths, &failed);
         if let Some(p) = &args.json {
             report.write_json(p)?;
         }
     }
     drop(reference);
     report.complete = timed == args.batches.len();
-    // After the timings: graphs may also be turned off by a run that failed.
-    for ((name, _, config), m) in ours.iter().zip(&models) {
-        if config.cuda_graph && !m.cuda_graph() {
-            report.notes.push(format!(
-                "ours, {name}: CUDA graphs not used: {}",
-                m.cuda_graph_off().unwrap_or("unknown")
-            ));
-        }
-        if let Some(why) = m.pageable_reason() {
-            report.notes.push(format!(
-                "ours, {name}: host tensors pageable, not pinned: {why}"
-            ));
-        }
-    }
+    report.status = status_notes(&ours, &models, &paths, &failed);
     drop(models);
-    for ((name, _), f) in paths.iter().zip(&failed) {
-        if let Some(e) = f {
-            report.notes.push(format!("{name} not run: {e}"));
-        }
-    }
     report.print();
     if let Some(p) = &args.json {
         report.write_json(p)?;

@@ -20,7 +20,10 @@ pub struct Report {
     pub files: Vec<String>,
     /// Frames, frames per second and crops per second of the face path.
     pub face: Option<(usize, f64, f64)>,
+    /// What the run decided: references not started, batch sizes not timed.
     pub notes: Vec<String>,
+    /// What the run found about its paths, renewed after each batch size.
+    pub status: Vec<String>,
     /// Whether every batch size asked for was timed.
     pub complete: bool,
 }
@@ -114,7 +117,7 @@ impl Report {
                 fps.floor()
             );
         }
-        for n in &self.notes {
+        for n in self.notes.iter().chain(&self.status) {
             println!("{n}");
         }
     }
@@ -133,9 +136,12 @@ impl Report {
             "crops_per_second": rows,
             "logit_drift": drift,
             "face_path": face,
-            "notes": self.notes,
+            "notes": self.notes.iter().chain(&self.status).collect::<Vec<_>>(),
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+        // Written aside and renamed: a run killed while writing leaves the last whole file.
+        let part = path.with_extension("json.part");
+        std::fs::write(&part, serde_json::to_string_pretty(&doc)?)?;
+        std::fs::rename(&part, path)?;
         Ok(())
     }
 }
