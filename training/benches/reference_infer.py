@@ -24,9 +24,13 @@ import time
 import numpy as np
 
 
-def timed(fn, iterations, sync=lambda: None):
+def timed(fn, iterations, sync=lambda: None, label=None):
+    start = time.perf_counter()
     fn()
     sync()
+    warm = time.perf_counter() - start
+    if label and warm > 1.0:  # a compilation: worth knowing where a run's time went
+        print(f"{label}: first call {warm:.1f} s", file=sys.stderr, flush=True)
     start = time.perf_counter()
     for _ in range(iterations):
         fn()
@@ -108,7 +112,7 @@ class Torch:
             model = self.compiled
         x = torch.randn(batch, 3, self.side, self.side, device=self.device, dtype=self.dtype)
         with torch.inference_mode():
-            return timed(lambda: model(x), iterations, self.sync)
+            return timed(lambda: model(x), iterations, self.sync, f"torch {kind}, batch {batch}")
 
 
 def main():
