@@ -65,6 +65,7 @@ pack() {
     if [ "$p" = "${parts[-1]}" ]; then
       size=$(mib .gpu/bin .gpu/cache "$p")
       echo "  $n. carry .gpu/bin .gpu/cache $p ($size MiB): scripts/gpu-bench.sh run"
+      echo "     (timeout_s 600; with under 600 s of device time left, prefix SD2_CALL_S=<left - 30>)"
     else
       size=$(mib "$p")
       echo "  $n. carry $p ($size MiB): scripts/gpu-bench.sh stash ${p##*-}"
