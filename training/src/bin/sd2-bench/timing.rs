@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use sd2_models::classifier::DeepfakeModel;
 use sd2_models::image::RgbImage;
+use sd2_models::io_binding::{probe_inputs, relative_drift};
 use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
 use sd2_models::paths;
 use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
@@ -24,9 +25,7 @@ pub fn time_ours(model: &mut DeepfakeModel, batch: usize, iterations: usize) -> 
 
 /// `batch` inputs of a fixed pattern, the same for every path.
 fn pattern(model: &DeepfakeModel, batch: usize) -> Vec<f32> {
-    (0..batch * model.input_len())
-        .map(|i| ((i * 7919 % 255) as f32 - 127.0) / 64.0)
-        .collect()
+    probe_inputs(batch * model.input_len())
 }
 
 /// How far each model's logits are from the first's on the same 16 inputs: the largest
@@ -34,19 +33,9 @@ fn pattern(model: &DeepfakeModel, batch: usize) -> Vec<f32> {
 pub fn logit_drift(models: &mut [DeepfakeModel]) -> Result<Vec<f64>> {
     let x = pattern(&models[0], 16);
     let reference = models[0].logits(&x)?.concat();
-    let scale = reference
-        .iter()
-        .fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
     models
         .iter_mut()
-        .map(|m| {
-            let l = m.logits(&x)?.concat();
-            let d = l
-                .iter()
-                .zip(&reference)
-                .fold(0f32, |d, (a, b)| d.max((a - b).abs()));
-            Ok((d / scale) as f64)
-        })
+        .map(|m| Ok(relative_drift(&reference, &m.logits(&x)?.concat()) as f64))
         .collect()
 }
 
