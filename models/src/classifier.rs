@@ -13,7 +13,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use crate::crop::CropRecipe;
 use crate::image::RgbView;
-use crate::io_binding::{Memory, Runner};
+use crate::io_binding::{Memory, Runner, Staging};
 use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig, TensorSpec};
 use crate::taxonomy::DeepfakeType;
 
@@ -78,6 +78,8 @@ pub struct DeepfakeModel {
     placement: Placement,
     fallback_reason: Option<String>,
     cuda_graph_off: Option<String>,
+    /// Graph optimization levels that loaded on CUDA and did not run, one line each.
+    notes: Vec<String>,
 }
 
 impl std::fmt::Debug for DeepfakeModel {
@@ -101,8 +103,47 @@ fn contract(path: &Path, problems: impl Into<String>) -> RuntimeError {
 }
 
 impl DeepfakeModel {
-    /// Loads `path` and checks it against the model contract.
+    /// Loads `path` and checks it against the model contract. On CUDA it also runs a probe
+    /// face, so that a model this runtime cannot run fails here, naming the file. A model
+    /// that loads on CUDA but does not run there is loaded again with lesser graph
+    /// optimization (some ONNX Runtime builds fail on what their optimizers made), and with
+    /// `Device::Auto` at last on the CPU; [`staging`](Self::staging) and
+    /// [`fallback_reason`](Self::fallback_reason) say why.
     pub fn load(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
+        let mut config = config;
+        let mut notes = Vec::new();
+        loop {
+            match Self::load_on(path, device, config) {
+                Ok(mut model) => {
+                    model.notes = notes;
+                    return Ok(model);
+                }
+                Err(RuntimeError::CudaRun { reason, .. }) => {
+                    notes.push(format!(
+                        "{:?} graph optimization: {reason}",
+                        config.optimization
+                    ));
+                    if let Some(lower) = config.optimization.lower() {
+                        config.optimization = lower;
+                        continue;
+                    }
+                    let reason = notes.join("; ");
+                    if device != Device::Auto {
+                        return Err(RuntimeError::CudaRun {
+                            path: path.to_owned(),
+                            reason,
+                        });
+                    }
+                    let mut model = Self::load_on(path, Device::Cpu, config)?;
+                    model.fallback_reason = Some(format!("it does not run on CUDA: {reason}"));
+                    return Ok(model);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn load_on(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
         let hint =
             " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)";
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -208,13 +249,27 @@ impl DeepfakeModel {
             placement: loaded.placement,
             fallback_reason: loaded.fallback_reason,
             cuda_graph_off: loaded.cuda_graph_off,
+            notes: Vec::new(),
         };
         if model.cuda_graph()
             && let Err(why) = model.runners[0].capture_graphs()
         {
             model.drop_graphs(why)?;
         }
+        model.settle()?;
         Ok(model)
+    }
+
+    /// On CUDA: finds a way of staging the tensors that runs (see [`Runner::settle`]), so
+    /// that a model this runtime cannot run fails here, naming the file, and not in a stream.
+    fn settle(&mut self) -> Result<(), RuntimeError> {
+        for r in &mut self.runners {
+            r.settle().map_err(|reason| RuntimeError::CudaRun {
+                path: self.path.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
     }
 
     /// Reopens the CUDA session without graphs after `why` went wrong with them, which
@@ -235,7 +290,7 @@ impl DeepfakeModel {
             side,
         )];
         self.cuda_graph_off = Some(format!("CUDA graphs failed and were turned off: {why}"));
-        Ok(())
+        self.settle()
     }
 
     pub fn recipe(&self) -> &CropRecipe {
@@ -262,6 +317,19 @@ impl DeepfakeModel {
     /// has found out.
     pub fn pageable_reason(&self) -> Option<&str> {
         self.runners.iter().find_map(Runner::pageable_reason)
+    }
+
+    /// How CUDA runs stage their tensors, and why the ways tried before were left: graph
+    /// optimization levels that did not run, then stagings that did not.
+    pub fn staging(&self) -> (Staging, Vec<String>) {
+        let r = &self.runners[0];
+        let notes = self
+            .notes
+            .iter()
+            .chain(r.staging_notes())
+            .cloned()
+            .collect();
+        (r.staging(), notes)
     }
 
     /// Whether runs capture and replay CUDA graphs.

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 use ort::ep;
+use ort::ep::cuda::ConvAlgorithmSearch;
 use ort::session::Session;
 use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
 use ort::value::{TensorElementType, ValueType};
@@ -85,6 +86,8 @@ pub enum RuntimeError {
         "model file {path} does not have the inputs and outputs this element needs: {problems}"
     )]
     Contract { path: PathBuf, problems: String },
+    #[error("model file {path} loads on CUDA but does not run there: {reason}")]
+    CudaRun { path: PathBuf, reason: String },
     #[error("ONNX Runtime failed: {0}")]
     Ort(String),
 }
@@ -150,6 +153,43 @@ pub struct SessionConfig {
     /// Pad every batch to the next of [`crate::io_binding::BUCKETS`], so that a model only
     /// ever sees a few batch shapes. The SD² classifier only.
     pub fixed_batches: bool,
+    /// How far ONNX Runtime rewrites the graph when it loads it.
+    pub optimization: Optimization,
+    /// Inputs change shape from run to run (MTCNN's candidate batches): on CUDA, cuDNN
+    /// picks convolution algorithms by its heuristics instead of timing every algorithm
+    /// for every new shape, which costs more than the runs themselves.
+    pub varying_shapes: bool,
+}
+
+/// ONNX Runtime's graph optimization levels that a session may use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Optimization {
+    /// Every rewrite, layout changes and fusions included.
+    #[default]
+    All,
+    /// Constant folding and redundant-node removal only.
+    Basic,
+    /// The graph as it is in the file.
+    Off,
+}
+
+impl Optimization {
+    /// The next, lesser level, if there is one.
+    pub fn lower(self) -> Option<Optimization> {
+        match self {
+            Optimization::All => Some(Optimization::Basic),
+            Optimization::Basic => Some(Optimization::Off),
+            Optimization::Off => None,
+        }
+    }
+
+    fn level(self) -> GraphOptimizationLevel {
+        match self {
+            Optimization::All => GraphOptimizationLevel::All,
+            Optimization::Basic => GraphOptimizationLevel::Level1,
+            Optimization::Off => GraphOptimizationLevel::Disable,
+        }
+    }
 }
 
 impl Default for SessionConfig {
@@ -159,6 +199,8 @@ impl Default for SessionConfig {
             memory_pattern: true,
             cuda_graph: false,
             fixed_batches: false,
+            optimization: Optimization::All,
+            varying_shapes: false,
         }
     }
 }
@@ -171,7 +213,7 @@ fn build(
 ) -> Result<Session, (bool, String)> {
     let mut builder = Session::builder(env).map_err(|e| (false, e.to_string()))?;
     builder = builder
-        .with_optimization_level(GraphOptimizationLevel::All)
+        .with_optimization_level(config.optimization.level())
         .map_err(|e| (false, e.to_string()))?
         .with_memory_pattern(config.memory_pattern)
         .map_err(|e| (false, e.to_string()))?;
@@ -184,6 +226,11 @@ fn build(
         builder = builder
             .with_execution_providers([ep::CUDA::default()
                 .with_cuda_graph(config.cuda_graph)
+                .with_conv_algorithm_search(if config.varying_shapes {
+                    ConvAlgorithmSearch::Heuristic
+                } else {
+                    ConvAlgorithmSearch::Exhaustive
+                })
                 .build()
                 .error_on_failure()])
             .map_err(|e| (true, e.to_string()))?;

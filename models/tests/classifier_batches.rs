@@ -1,7 +1,7 @@
 //! How `DeepfakeModel` runs batches: the CPU session pool splits a batch among sessions
 //! and gives the verdicts of one session over the whole batch, in order; fixed batch
 //! buckets pad without changing verdicts; CUDA graphs asked for where they cannot be had
-//! are reported off.
+//! are reported off; lesser graph optimization (the CUDA fallback) computes the same.
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use sd2_models::classifier::DeepfakeModel;
 use sd2_models::image::RgbImage;
-use sd2_models::runtime::{Device, SessionConfig};
+use sd2_models::runtime::{Device, Optimization, SessionConfig};
 
 fn demo_model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/sd2-demo.onnx")
@@ -130,5 +130,31 @@ fn cuda_graphs_asked_for_on_the_cpu_are_reported_off() {
             Some("the model runs on the CPU"),
             "{device}"
         );
+    }
+}
+
+#[test]
+fn lesser_graph_optimization_gives_the_same_verdicts() {
+    let _ = common::installed("onnxruntime");
+    // What `DeepfakeModel::load` falls back to on CUDA when a model loads but does not run:
+    // the graph with fewer of ONNX Runtime's rewrites, or none, computes the same thing.
+    let mut full = load(1);
+    let inputs = crops(&full, 7);
+    let want = full.classify(&inputs).unwrap();
+    assert!(
+        full.staging().1.is_empty(),
+        "nothing to fall back from on the CPU"
+    );
+    for optimization in [Optimization::Basic, Optimization::Off] {
+        let config = SessionConfig {
+            threads: Some(1),
+            optimization,
+            ..SessionConfig::default()
+        };
+        let mut model = DeepfakeModel::load(&demo_model(), Device::Cpu, config).unwrap();
+        for (x, y) in want.iter().zip(&model.classify(&inputs).unwrap()) {
+            let d = common::max_abs_diff(&x.probabilities, &y.probabilities);
+            assert!(d < 1e-5, "{optimization:?}: differs by {d}");
+        }
     }
 }

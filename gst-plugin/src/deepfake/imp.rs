@@ -609,6 +609,9 @@ impl Deepfake {
                 "cuda-graph=true: CUDA graphs not used: {why}"
             );
         }
+        for note in service.staging_notes() {
+            gst::warning!(CAT, imp = self, "model {}: {note}", service.name());
+        }
         crate::device::report_placement(
             self.obj().upcast_ref(),
             *CAT,

@@ -27,6 +27,8 @@ pub struct Service {
     placement: Placement,
     fallback_reason: Option<String>,
     cuda_graph_off: Option<String>,
+    /// On CUDA: ways of running that failed before the one in use, one line each.
+    staging_notes: Vec<String>,
 }
 
 /// Model file, device and whether CUDA graphs are asked for.
@@ -126,6 +128,7 @@ impl Service {
                         placement: model.placement(),
                         fallback_reason: model.fallback_reason().map(str::to_owned),
                         cuda_graph_off: model.cuda_graph_off().map(str::to_owned),
+                        staging_notes: model.staging().1,
                     }));
                     run(model, rx, max_batch.max(1));
                 }
@@ -177,5 +180,10 @@ impl Service {
     /// Why CUDA graphs were asked for and are not used, when they are not.
     pub fn cuda_graph_off(&self) -> Option<&str> {
         self.cuda_graph_off.as_deref()
+    }
+
+    /// On CUDA: ways of running that failed before the one in use, one line each.
+    pub fn staging_notes(&self) -> &[String] {
+        &self.staging_notes
     }
 }

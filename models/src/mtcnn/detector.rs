@@ -212,6 +212,8 @@ impl Mtcnn {
                     threads: Some(1),
                     // P-Net sees a different input size for every level of the pyramid.
                     memory_pattern: spec.input_side.is_some() && session.memory_pattern,
+                    // R-Net and O-Net see as many crops as the stage before kept.
+                    varying_shapes: true,
                     ..SessionConfig::default()
                 };
                 let s = runtime::open_session(&path, device, config, &hint)?;
