@@ -62,6 +62,19 @@ fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
     let drift = v["logit_drift"]["fused fp32"].as_f64().unwrap();
     assert!(drift < 1e-4, "{drift}");
     assert!(v["face_path"]["crops_per_second"].as_f64().unwrap() > 0.0);
+    // Where a frame's time goes accounts for the frame: MTCNN, cropping and classifying
+    // add up to nearly all of it (the rest is allocating the crops' buffer).
+    let face = &v["face_path"];
+    let frame_ms = 1000.0 / face["frames_per_second"].as_f64().unwrap();
+    let parts: f64 = ["mtcnn", "crop", "classify"]
+        .iter()
+        .map(|k| face["ms_per_frame"][k].as_f64().unwrap())
+        .sum();
+    assert!(
+        parts <= frame_ms * 1.001 && parts > 0.9 * frame_ms,
+        "{parts} ms of {frame_ms} ms"
+    );
+    assert!(face["ms_per_frame"]["mtcnn"].as_f64().unwrap() > 0.0);
 }
 
 #[test]

@@ -88,6 +88,9 @@ struct Args {
     out: Option<PathBuf>,
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Export the models (to --out) and stop.
+    #[arg(long)]
+    export_only: bool,
 }
 
 fn state(clip: ClipConfig) -> RunState {
@@ -108,6 +111,13 @@ fn status_notes(
             notes.push(format!(
                 "ours, {name}: CUDA graphs not used: {}",
                 m.cuda_graph_off().unwrap_or("unknown")
+            ));
+        }
+        let (staging, tried) = m.staging();
+        if !tried.is_empty() {
+            notes.push(format!(
+                "ours, {name}: tensors staged {staging:?}; {}",
+                tried.join("; ")
             ));
         }
         if let Some(why) = m.pageable_reason() {
@@ -190,6 +200,9 @@ fn main() -> Result<()> {
     }
     drop(model);
     eprintln!("exported in {:.0} s", started.elapsed().as_secs_f64());
+    if args.export_only {
+        return Ok(());
+    }
 
     let mut report = Report {
         preset: preset.clone(),
@@ -228,9 +241,16 @@ fn main() -> Result<()> {
     // The face path first: it is short, and a run cut short keeps it.
     let (best_name, best_path, best_config) = ours.last().expect("a variant");
     eprintln!("timing the face path on 1080p frames ({best_name})");
-    let (fps, crops) = face_path(best_path, device, *best_config, args.frames)?;
-    report.face = Some((args.frames, fps, crops));
-    eprintln!("face path: {fps:.2} frames/s, {crops:.1} crops/s");
+    let face = face_path(best_path, device, *best_config, args.frames)?;
+    report.face = Some(face);
+    eprintln!(
+        "face path: {:.2} frames/s, {:.1} crops/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
+        face.frames_per_second,
+        face.crops_per_second,
+        face.detect_ms,
+        face.crop_ms,
+        face.classify_ms
+    );
     report.status = status_notes(&ours, &models, &[], &[]);
     if let Some(p) = &args.json {
         report.write_json(p)?;

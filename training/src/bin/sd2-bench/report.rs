@@ -6,6 +6,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::timing::FacePath;
+
 #[derive(Default)]
 pub struct Report {
     pub preset: String,
@@ -18,8 +20,8 @@ pub struct Report {
     pub drift: Vec<(String, f64)>,
     /// The exported files' variant names (`standard fp32`, …), for the ORT Python ratios.
     pub files: Vec<String>,
-    /// Frames, frames per second and crops per second of the face path.
-    pub face: Option<(usize, f64, f64)>,
+    /// The face path.
+    pub face: Option<FacePath>,
     /// What the run decided: references not started, batch sizes not timed.
     pub notes: Vec<String>,
     /// What the run found about its paths, renewed after each batch size.
@@ -111,10 +113,16 @@ impl Report {
                 println!("logits of {name} vs {first}: {d:.1e} of the largest logit (16 inputs)");
             }
         }
-        if let Some((frames, fps, crops)) = self.face {
+        if let Some(f) = self.face {
             println!(
-                "face path (MTCNN + crop + classify, 1080p, {frames} frames): {fps:.2} frames/s, {crops:.1} crops/s, sustains {:.0} streams of 25 fps analysed at 1 frame/s",
-                fps.floor()
+                "face path (MTCNN + crop + classify, 1080p, {} frames): {:.2} frames/s, {:.1} crops/s, sustains {:.0} streams of 25 fps analysed at 1 frame/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
+                f.frames,
+                f.frames_per_second,
+                f.crops_per_second,
+                f.frames_per_second.floor(),
+                f.detect_ms,
+                f.crop_ms,
+                f.classify_ms
             );
         }
         for n in self.notes.iter().chain(&self.status) {
@@ -126,8 +134,13 @@ impl Report {
         let rows: BTreeMap<&str, &BTreeMap<usize, f64>> =
             self.rows.iter().map(|(n, r)| (n.as_str(), r)).collect();
         let drift: BTreeMap<&str, f64> = self.drift.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-        let face = self.face.map(|(frames, fps, crops)| {
-            serde_json::json!({"frames": frames, "frames_per_second": fps, "crops_per_second": crops})
+        let face = self.face.map(|f| {
+            serde_json::json!({
+                "frames": f.frames,
+                "frames_per_second": f.frames_per_second,
+                "crops_per_second": f.crops_per_second,
+                "ms_per_frame": {"mtcnn": f.detect_ms, "crop": f.crop_ms, "classify": f.classify_ms},
+            })
         });
         let doc = serde_json::json!({
             "preset": self.preset,

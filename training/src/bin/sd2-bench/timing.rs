@@ -44,13 +44,26 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Frames and crops per second of detect + crop + classify on 1080p frames.
+/// What the face path measured.
+#[derive(Clone, Copy, Debug)]
+pub struct FacePath {
+    pub frames: usize,
+    pub frames_per_second: f64,
+    pub crops_per_second: f64,
+    /// Milliseconds per frame in MTCNN, in cropping, and in the classifier.
+    pub detect_ms: f64,
+    pub crop_ms: f64,
+    pub classify_ms: f64,
+}
+
+/// Frames and crops per second of detect + crop + classify on 1080p frames, and where
+/// each frame's time goes.
 pub fn face_path(
     model: &Path,
     device: OrtDevice,
     config: SessionConfig,
     frames: usize,
-) -> Result<(f64, f64)> {
+) -> Result<FacePath> {
     let samples = paths::samples_dir();
     let imgs: Vec<RgbImage> = ["astronaut.png", "t1.jpg"]
         .iter()
@@ -65,24 +78,41 @@ pub fn face_path(
     )?;
     let mut sd2 = DeepfakeModel::load(model, device, config)?;
     let per = sd2.input_len();
-    let mut frame = |img: &RgbImage| -> Result<usize> {
+    let mut spent = [0f64; 3];
+    let mut frame = |img: &RgbImage, spent: &mut [f64; 3]| -> Result<usize> {
+        let t = Instant::now();
         let faces = mtcnn.detect(img.view())?;
+        let detected = t.elapsed().as_secs_f64();
         let mut inputs = vec![0.0; faces.len() * per];
         for (f, chunk) in faces.iter().zip(inputs.chunks_mut(per)) {
             sd2.prepare(img.view(), f.bbox, chunk);
         }
-        Ok(sd2.classify(&inputs)?.len())
+        let cropped = t.elapsed().as_secs_f64();
+        let n = sd2.classify(&inputs)?.len();
+        let done = t.elapsed().as_secs_f64();
+        spent[0] += detected;
+        spent[1] += cropped - detected;
+        spent[2] += done - cropped;
+        Ok(n)
     };
     // One untimed frame of each image first: on CUDA the first run of every shape searches
     // cuDNN's algorithms, which a stream pays once.
     for img in &imgs {
-        frame(img)?;
+        frame(img, &mut [0.0; 3])?;
     }
     let mut crops = 0;
     let start = Instant::now();
     for i in 0..frames {
-        crops += frame(&imgs[i % imgs.len()])?;
+        crops += frame(&imgs[i % imgs.len()], &mut spent)?;
     }
     let s = start.elapsed().as_secs_f64();
-    Ok((frames as f64 / s, crops as f64 / s))
+    let ms = |v: f64| 1000.0 * v / frames.max(1) as f64;
+    Ok(FacePath {
+        frames,
+        frames_per_second: frames as f64 / s,
+        crops_per_second: crops as f64 / s,
+        detect_ms: ms(spent[0]),
+        crop_ms: ms(spent[1]),
+        classify_ms: ms(spent[2]),
+    })
 }
