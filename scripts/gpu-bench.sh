@@ -6,6 +6,7 @@
 #   scripts/gpu-bench.sh pack        # here: build, strip, pack into .gpu/; prints the calls
 #   scripts/gpu-bench.sh stash N     # there: keep the carried .gpu/ortgpu/part-0N in ~/sd2-ortgpu
 #   scripts/gpu-bench.sh run [ARGS]  # there: keep any carried part, unpack, run sd2-bench
+#   scripts/gpu-bench.sh probe       # there: which ways of running work, and a profile
 #   scripts/gpu-bench.sh rehearse    # here: the same calls on this CPU, in a copy of the checkout
 #
 # `pack` writes .gpu/bin/sd2-bench (stripped), .gpu/cache (MTCNN, samples, CLIP vocabulary,
@@ -15,8 +16,8 @@
 # (`stash`); the last travels with .gpu/bin and .gpu/cache in the call that runs `run`.
 # The ViT-L/14 exports (2.4 GB) are made there by sd2-bench itself.
 #
-# `run` writes gpu.txt (card, driver, libraries), sd2-bench.txt and sd2-bench.json under
-# $OUT. sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the
+# `run` writes gpu.txt (card, driver, libraries), the tiny preset's probe (see probe_tiny),
+# sd2-bench.txt and sd2-bench.json under $OUT. sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the
 # call ends inside the device's 600 s, and begins no batch size in its last 160 s; the JSON
 # is rewritten after each batch size. It exits 3 when stopped at that limit. ARGS go to
 # sd2-bench after the defaults below and override them.
@@ -86,8 +87,8 @@ keep_carried() {
   done
 }
 
-run() {
-  local device=${SD2_BENCH_DEVICE:-cuda} out=${OUT:-$root/.gpu/out}
+# Keeps the carried parts, unpacks ONNX Runtime, sets the environment, writes gpu.txt.
+prepare() {
   local manifest=$root/.gpu/cache/ortgpu.sha256 ort=$stash/ort
   mkdir -p "$out"
   keep_carried
@@ -105,7 +106,7 @@ run() {
     (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
     cp "$manifest" "$ort/.unpacked"
   fi
-  local capi=$ort/onnxruntime/capi python=${SD2_BENCH_PYTHON:-python3}
+  local capi=$ort/onnxruntime/capi
   export ORT_DYLIB_PATH=$capi/libonnxruntime.so.1.31.1
   export PYTHONPATH=$ort${PYTHONPATH:+:$PYTHONPATH}
   export SD2_CACHE_DIR=$root/.gpu/cache
@@ -134,6 +135,12 @@ for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcuran
     fi
     "$python" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.__file__, o.get_available_providers())' || true
   } 2>&1 | tee "$out/gpu.txt"
+}
+
+run() {
+  device=${SD2_BENCH_DEVICE:-cuda} out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
+  prepare
+  if [ "$device" = cuda ] && [ "${SD2_PROBE:-1}" != 0 ]; then probe_tiny; fi
   local defaults=(--device "$device")
   if [ "$device" = cuda ]; then
     # Batch 1 and 64 first: the issue's targets are there. torch.compile compiles twice in
@@ -153,6 +160,35 @@ for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcuran
     exit 3
   fi
   return "$status"
+}
+
+# Which ways of running the exports work on this GPU's ONNX Runtime, on the tiny preset
+# (under a minute): ONNX Runtime's Python API under each optimization level
+# (training/benches/ort_cuda_probe.py: probe-tiny.txt, the verbose session log and the
+# optimized graph), then our path through sd2-bench (bench-tiny.txt, tiny.json). `run`
+# does this first, unless SD2_PROBE=0, so that a run that fails says where.
+probe_tiny() {
+  local bench=$root/.gpu/bin/sd2-bench models=$HOME/sd2-probe
+  timeout 30 "$bench" --device cuda --preset tiny --export-only --out "$models/tiny" || true
+  timeout 60 "$python" "$root/training/benches/ort_cuda_probe.py" "$out/tiny" "$models"/tiny/*.onnx \
+    >"$out/probe-tiny.txt" 2>&1 || true
+  grep -v '^\s*$' "$out/probe-tiny.txt" | grep -E ': (ok|FAIL|session FAIL)' | sed 's/^/probe: /' || true
+  timeout 60 "$bench" --device cuda --preset tiny --batches 1,8 --rounds 1 --iterations 3 --frames 2 \
+    --out "$models/tiny" --json "$out/tiny.json" >"$out/bench-tiny.txt" 2>&1 || true
+  tail -n 25 "$out/bench-tiny.txt" | sed 's/^/probe: /'
+}
+
+# `probe` also exports ViT-L/14 and profiles its fused fp16 graph at batch 64 with ONNX
+# Runtime's profiler (profile-*.txt: kernel time by operator type): where the encoder's
+# time goes, and so what to fuse next. About two minutes.
+probe() {
+  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
+  prepare
+  probe_tiny
+  local models=$HOME/sd2-probe
+  timeout 60 "$root/.gpu/bin/sd2-bench" --device cuda --export-only --out "$models/vit-l" || true
+  timeout 120 "$python" "$root/training/benches/ort_cuda_probe.py" --profile 64 "$out" \
+    "$models"/vit-l/*fused-fp16.onnx 2>&1 | grep -v '^\s*$' | tail -n 40 || true
 }
 
 # The device calls that `pack` prints, made here on the CPU: a copy of the checkout at
@@ -189,6 +225,7 @@ stash)
   ls -l "$stash"
   ;;
 run) shift && run "$@" ;;
+probe) probe ;;
 rehearse) shift && rehearse "$@" ;;
 *)
   sed -n '2,22p' "$0"
