@@ -16,10 +16,11 @@
 # (`stash`); the last travels with .gpu/bin and .gpu/cache in the call that runs `run`.
 # The ViT-L/14 exports (2.4 GB) are made there by sd2-bench itself.
 #
-# `run` writes gpu.txt (card, driver, libraries), the tiny preset's probe (see probe_tiny),
-# sd2-bench.txt and sd2-bench.json under $OUT. sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the
-# call ends inside the device's 600 s, and begins no batch size in its last 160 s; the JSON
-# is rewritten after each batch size. It exits 3 when stopped at that limit. ARGS go to
+# `run` writes gpu.txt (card, driver, libraries), the tiny preset's probe (see probe_tiny;
+# skipped when SD2_CALL_S is under 400), sd2-bench.txt and sd2-bench.json under $OUT.
+# sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the call
+# ends inside the device's 600 s, and begins no batch size in its last 160 s; the JSON is
+# rewritten after each batch size. It exits 3 when stopped at that limit. ARGS go to
 # sd2-bench after the defaults below and override them.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -140,7 +141,10 @@ for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcuran
 run() {
   device=${SD2_BENCH_DEVICE:-cuda} out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
   prepare
-  if [ "$device" = cuda ] && [ "${SD2_PROBE:-1}" != 0 ]; then probe_tiny; fi
+  # The probe takes up to 150 s: not when the call has little more than the benchmark's.
+  if [ "$device" = cuda ] && [ "${SD2_PROBE:-1}" != 0 ] && [ "${SD2_CALL_S:-585}" -ge 400 ]; then
+    probe_tiny
+  fi
   local defaults=(--device "$device")
   if [ "$device" = cuda ]; then
     # Batch 1 and 64 first: the issue's targets are there. torch.compile compiles twice in
@@ -150,9 +154,13 @@ run() {
   # The device stops a call at 600 s, counted from the call's start: sd2-bench gets what is
   # left of $SD2_CALL_S, and starts no batch size in its last 160 s.
   local left=$((${SD2_CALL_S:-585} - SECONDS)) status=0
+  if [ "$left" -lt 60 ]; then
+    echo "only $left s of SD2_CALL_S=${SD2_CALL_S:-585} left for sd2-bench: give the call more" >&2
+    exit 1
+  fi
   timeout -k 5 "${SD2_BENCH_TIMEOUT:-$left}" "$root/.gpu/bin/sd2-bench" "${defaults[@]}" \
     --reference-python "$python" --out "$HOME/sd2-gpu-models" --json "$out/sd2-bench.json" \
-    --deadline-s "${SD2_BENCH_DEADLINE:-$((left - 160))}" "$@" 2>&1 | tee "$out/sd2-bench.txt" ||
+    --deadline-s "${SD2_BENCH_DEADLINE:-$((left > 200 ? left - 160 : left / 5))}" "$@" 2>&1 | tee "$out/sd2-bench.txt" ||
     status=$?
   if [ "$status" = 124 ] || [ "$status" = 137 ]; then
     echo "sd2-bench was stopped at its time limit (${SD2_BENCH_TIMEOUT:-$left} s): what it" \
@@ -228,7 +236,7 @@ run) shift && run "$@" ;;
 probe) probe ;;
 rehearse) shift && rehearse "$@" ;;
 *)
-  sed -n '2,22p' "$0"
+  sed -n '2,/^set -euo/p' "$0" | sed '$d'
   exit 2
   ;;
 esac

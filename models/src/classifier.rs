@@ -110,6 +110,7 @@ impl DeepfakeModel {
     /// `Device::Auto` at last on the CPU; [`staging`](Self::staging) and
     /// [`fallback_reason`](Self::fallback_reason) say why.
     pub fn load(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
+        let asked = config;
         let mut config = config;
         let mut notes = Vec::new();
         loop {
@@ -134,7 +135,7 @@ impl DeepfakeModel {
                             reason,
                         });
                     }
-                    let mut model = Self::load_on(path, Device::Cpu, config)?;
+                    let mut model = Self::load_on(path, Device::Cpu, asked)?;
                     model.fallback_reason = Some(format!("it does not run on CUDA: {reason}"));
                     return Ok(model);
                 }
@@ -251,12 +252,14 @@ impl DeepfakeModel {
             cuda_graph_off: loaded.cuda_graph_off,
             notes: Vec::new(),
         };
-        if model.cuda_graph()
-            && let Err(why) = model.runners[0].capture_graphs()
-        {
-            model.drop_graphs(why)?;
+        if model.cuda_graph() {
+            // Without graphs the session settles in drop_graphs.
+            if let Err(why) = model.runners[0].capture_graphs() {
+                model.drop_graphs(why)?;
+            }
+        } else {
+            model.settle()?;
         }
-        model.settle()?;
         Ok(model)
     }
 
@@ -319,9 +322,9 @@ impl DeepfakeModel {
         self.runners.iter().find_map(Runner::pageable_reason)
     }
 
-    /// How CUDA runs stage their tensors, and why the ways tried before were left: graph
-    /// optimization levels that did not run, then stagings that did not.
-    pub fn staging(&self) -> (Staging, Vec<String>) {
+    /// How CUDA runs stage their tensors (`None` on the CPU), and why the ways tried before
+    /// were left: graph optimization levels that did not run, then stagings that did not.
+    pub fn staging(&self) -> (Option<Staging>, Vec<String>) {
         let r = &self.runners[0];
         let notes = self
             .notes
@@ -329,7 +332,8 @@ impl DeepfakeModel {
             .chain(r.staging_notes())
             .cloned()
             .collect();
-        (r.staging(), notes)
+        let staging = (self.placement == Placement::Cuda).then(|| r.staging());
+        (staging, notes)
     }
 
     /// Whether runs capture and replay CUDA graphs.

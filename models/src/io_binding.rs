@@ -1,9 +1,9 @@
 //! Runs of the SD² model through ONNX Runtime's I/O binding.
 //!
 //! The faces are written into an input tensor that ONNX Runtime allocated: pinned host
-//! memory on CUDA, which ONNX Runtime copies to the GPU when it is bound. Only `logits` is
-//! bound as an output, into a tensor kept from run to run, so the embedding never leaves
-//! the device that computed it.
+//! memory on CUDA, which ONNX Runtime copies to the GPU when the run starts. Only `logits`
+//! is bound as an output, into a host tensor kept from run to run (pageable: a few values a
+//! face), so the embedding never leaves the device that computed it.
 //!
 //! On CUDA the input and logits can also be staged on the GPU ([`Staging::Device`]): tensors
 //! there at addresses that never change, bound to the run, and filled and read back by
@@ -66,7 +66,8 @@ pub fn relative_drift(reference: &[f32], other: &[f32]) -> f32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Memory {
     Cpu,
-    /// Pinned host tensors; with `graphs`, also device tensors at fixed addresses.
+    /// A pinned host input where it can be had; with `graphs`, also device tensors at
+    /// fixed addresses.
     Cuda {
         graphs: bool,
     },
@@ -79,10 +80,10 @@ pub enum Memory {
 /// still run the next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Staging {
-    /// Pinned host tensors bound as the run's input and output; ONNX Runtime copies them.
+    /// The pinned host input and the host logits bound to the run; ONNX Runtime copies them.
     Pinned,
-    /// Tensors on the GPU bound as input and output, filled from and read back into pinned
-    /// host tensors by copies of our own. CUDA graphs always run this way.
+    /// Tensors on the GPU bound as input and output, filled from the pinned host input and
+    /// read back into the host logits by copies of our own. CUDA graphs always run this way.
     Device,
     /// Pageable host tensors bound as input and output.
     Pageable,
@@ -101,7 +102,7 @@ impl Staging {
 /// The tensors of one batch size, kept from run to run.
 struct Slot {
     batch: usize,
-    /// Host side: pinned on CUDA.
+    /// Host side: the input pinned on CUDA where it can be, the logits pageable.
     input: DynTensor,
     logits: DynTensor,
     /// Device staging: the input and logits on the GPU, bound at the same addresses every run.
@@ -187,6 +188,10 @@ impl Runner {
                 .push(format!("{:?} staging failed: {failed}", self.staging));
             self.slots.clear();
             match self.staging.next() {
+                // Without a pinned allocator the pinned staging already was pageable.
+                Some(Staging::Pageable) if self.pageable_reason.is_some() => {
+                    return Err(self.staging_notes.join("; "));
+                }
                 Some(next) => self.staging = next,
                 None => return Err(self.staging_notes.join("; ")),
             }
@@ -243,7 +248,8 @@ impl Runner {
             let i = self.slot(batch)?;
             let slot = &mut self.slots[i];
             let part = &faces[start * per_face..(start + m) * per_face];
-            write(&mut slot.input, part, self.half)?;
+            let parallel = self.memory != Memory::Cpu;
+            write(&mut slot.input, part, self.half, parallel)?;
             let mut binding = self.session.create_binding()?;
             match &mut slot.device {
                 Some((input, out)) => {
@@ -390,11 +396,13 @@ fn pinned(session: &Session, kind: MemoryType) -> ort::Result<Allocator> {
 }
 
 /// Writes `faces` into the head of `input` and zeroes the padding behind them.
-fn write(input: &mut DynTensor, faces: &[f32], half: bool) -> ort::Result<()> {
+/// `parallel`: large f16 conversions may use several threads (CUDA sessions; a CPU pool
+/// already keeps every core busy).
+fn write(input: &mut DynTensor, faces: &[f32], half: bool, parallel: bool) -> ort::Result<()> {
     if half {
         let (_, data) = input.try_extract_tensor_mut::<f16>()?;
         let (head, pad) = data.split_at_mut(faces.len());
-        to_half(faces, head);
+        to_half(faces, head, parallel);
         pad.fill(f16::ZERO);
     } else {
         let (_, data) = input.try_extract_tensor_mut::<f32>()?;
@@ -408,21 +416,35 @@ fn write(input: &mut DynTensor, faces: &[f32], half: bool) -> ort::Result<()> {
 /// Inputs from which [`to_half`] shares the conversion among threads: a few faces.
 const PARALLEL_HALF: usize = 1 << 20;
 
-/// `src` into `dst` as f16, vectorised (F16C where the CPU has it) and, for large batches,
-/// on up to 8 threads. Element by element it cost about 25 ms a batch of 64 on an H100
-/// machine, where ViT-L/14's forward pass takes 35 ms (sd2-bench: 1,004 crops/s before,
-/// 1,638 vectorised); on a 2-core machine vectorised takes 7 ms, on both cores 5 ms.
-fn to_half(src: &[f32], dst: &mut [f16]) {
+/// `src` into `dst` as f16, vectorised (F16C where the CPU has it) and, for large batches
+/// when `parallel`, on up to 8 threads. Element by element it cost about 25 ms a batch of 64
+/// on an H100 machine, where ViT-L/14's forward pass takes 35 ms (sd2-bench: 1,004 crops/s
+/// before, 1,638 vectorised); on a 2-core machine vectorised takes 7 ms, on both cores 5 ms.
+fn to_half(src: &[f32], dst: &mut [f16], parallel: bool) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if src.len() < PARALLEL_HALF || threads < 2 {
+    if !parallel || src.len() < PARALLEL_HALF || threads < 2 {
         dst.convert_from_f32_slice(src);
         return;
     }
-    let chunk = src.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        for (d, v) in dst.chunks_mut(chunk).zip(src.chunks(chunk)) {
-            s.spawn(move || d.convert_from_f32_slice(v));
+    // Chunks handed out one at a time: a helper thread that cannot be started leaves its
+    // share to the others and to this one.
+    let chunk = src.len().div_ceil(2 * threads);
+    let work = std::sync::Mutex::new(dst.chunks_mut(chunk).zip(src.chunks(chunk)));
+    let convert = || {
+        while let Some((d, v)) = work.lock().ok().and_then(|mut w| w.next()) {
+            d.convert_from_f32_slice(v);
         }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            if std::thread::Builder::new()
+                .spawn_scoped(s, convert)
+                .is_err()
+            {
+                break;
+            }
+        }
+        convert();
     });
 }
 
@@ -455,11 +477,20 @@ mod tests {
     }
 
     #[test]
+    fn stagings_are_tried_from_pinned_to_pageable_and_end_there() {
+        let mut order = vec![Staging::Pinned];
+        while let Some(next) = order.last().unwrap().next() {
+            order.push(next);
+        }
+        assert_eq!(order, [Staging::Pinned, Staging::Device, Staging::Pageable]);
+    }
+
+    #[test]
     fn half_conversion_matches_element_by_element_at_every_size() {
         for n in [5, PARALLEL_HALF - 1, PARALLEL_HALF + 13] {
             let src = probe_inputs(n);
             let mut dst = vec![f16::ZERO; n];
-            to_half(&src, &mut dst);
+            to_half(&src, &mut dst, true);
             assert!(dst.iter().zip(&src).all(|(d, v)| *d == f16::from_f32(*v)));
         }
     }

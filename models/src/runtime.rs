@@ -167,7 +167,9 @@ pub enum Optimization {
     /// Every rewrite, layout changes and fusions included.
     #[default]
     All,
-    /// Constant folding and redundant-node removal only.
+    /// ONNX Runtime's basic level: constant folding, redundant-node removal and the fusions
+    /// that keep the standard operators, none of its layout changes or contrib-operator
+    /// fusions.
     Basic,
     /// The graph as it is in the file.
     Off,
@@ -474,4 +476,21 @@ pub fn share<W: Send, T: Send, E: Send>(
         out.extend(r?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimization_is_lowered_from_all_to_off_and_ends_there() {
+        let mut order = vec![Optimization::default()];
+        while let Some(next) = order.last().unwrap().lower() {
+            order.push(next);
+        }
+        assert_eq!(
+            order,
+            [Optimization::All, Optimization::Basic, Optimization::Off]
+        );
+    }
 }

@@ -14,7 +14,12 @@ why a run fails there (`scripts/gpu-bench.sh probe`).
 
 With --profile: ONNX Runtime's profiler over a few runs at BATCH, and the time per run of
 each operator type, largest first (OUT_DIR/profile-<name>.txt), which says what to fuse
-next. SD2_PROBE_PROVIDER names another provider (CPUExecutionProvider to try it here).
+next. A node's time in that profiler is host time, and CUDA kernels are launched
+asynchronously, so the profile runs with CUDA_LAUNCH_BLOCKING=1: each launch waits for its
+kernel, and a node's time includes its GPU time (the run as a whole gets slower; the
+report gives both). Where the build records GPU kernels themselves ("Kernel" events),
+those are used instead. SD2_PROBE_PROVIDER names another provider (CPUExecutionProvider
+to try it here).
 """
 
 import collections
@@ -111,6 +116,7 @@ def verbose(out, path):
 def profile(out, path, batch, runs=5):
     """Time per run of each operator type at `batch`, from ONNX Runtime's profiler."""
     name = os.path.basename(path).removesuffix(".onnx")
+    os.environ.setdefault("CUDA_LAUNCH_BLOCKING", "1")  # read when CUDA starts, below
     s = session(path, "all", profile=os.path.join(out, f"trace-{name}"))
     x = inputs(s, batch)
     for _ in range(3):  # warm-up: cuDNN's searches, the arena's growth
@@ -125,14 +131,21 @@ def profile(out, path, batch, runs=5):
                         if e.get("cat") == "Session" and e.get("name") == "model_run")
     timed = model_runs[-runs:]
     start = timed[0][0]
+    gpu = [e for e in events if e.get("cat") == "Kernel" and e["ts"] >= start]
     per_op = collections.Counter()
-    for e in events:
-        if (e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
-                and e["ts"] >= start):
+    for e in gpu or events:
+        if e["ts"] < start:
+            continue
+        if gpu:
+            per_op[e.get("args", {}).get("op_name", e.get("name", "?"))] += e["dur"]
+        elif e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             per_op[e["args"]["op_name"]] += e["dur"]
     total = sum(per_op.values()) or 1
-    lines = [f"{name}, batch {batch}, {PROVIDER}: {sum(d for _, d in timed) / runs / 1000:.2f} ms "
-             f"a run; kernel time by operator type:"]
+    run_ms = sum(d for _, d in timed) / runs / 1000
+    what = ("GPU kernel time" if gpu else
+            f"node time, CUDA_LAUNCH_BLOCKING={os.environ.get('CUDA_LAUNCH_BLOCKING')}")
+    lines = [f"{name}, batch {batch}, {PROVIDER}: {run_ms:.2f} ms a run, of which "
+             f"{total / runs / 1000:.2f} ms in nodes; {what} by operator type:"]
     for op, us in per_op.most_common():
         lines.append(f"  {op:32s} {us / runs / 1000:8.3f} ms a run  {100 * us / total:5.1f} %")
     report = "\n".join(lines)

@@ -115,10 +115,8 @@ fn status_notes(
         }
         let (staging, tried) = m.staging();
         if !tried.is_empty() {
-            notes.push(format!(
-                "ours, {name}: tensors staged {staging:?}; {}",
-                tried.join("; ")
-            ));
+            let how = staging.map_or("on the CPU".to_string(), |s| format!("staged {s:?}"));
+            notes.push(format!("ours, {name}: runs {how}; {}", tried.join("; ")));
         }
         if let Some(why) = m.pageable_reason() {
             notes.push(format!(
