@@ -150,8 +150,9 @@ pub struct SessionConfig {
     /// without them and says why ([`LoadedSession::cuda_graph_off`]). The SD² classifier
     /// only.
     pub cuda_graph: bool,
-    /// Pad every batch to the next of [`crate::io_binding::BUCKETS`], so that a model only
-    /// ever sees a few batch shapes. The SD² classifier only.
+    /// Pad every batch so that a model only ever sees a few batch shapes: the SD²
+    /// classifier to the next of [`crate::io_binding::BUCKETS`], MTCNN's R-Net and O-Net to
+    /// the next power of two (always on CUDA).
     pub fixed_batches: bool,
     /// How far ONNX Runtime rewrites the graph when it loads it.
     pub optimization: Optimization,

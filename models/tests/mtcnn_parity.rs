@@ -249,3 +249,24 @@ fn results_do_not_depend_on_the_number_of_workers() {
     assert_eq!(runs[0], runs[1]);
     assert_eq!(runs[0], runs[2]);
 }
+
+#[test]
+fn padded_batches_find_the_same_faces() {
+    // What MTCNN does on CUDA: R-Net and O-Net batches padded to a power of two. The
+    // padding must not change a face, nor add one.
+    let config = MtcnnConfig::default();
+    for name in ["t1.jpg", "astronaut.png"] {
+        let img = RgbImage::open(&common::sample(name)).unwrap();
+        let [plain, padded] = [false, true].map(|fixed_batches| {
+            let session = SessionConfig {
+                threads: Some(1),
+                fixed_batches,
+                ..SessionConfig::default()
+            };
+            let mut m = Mtcnn::load(&common::mtcnn_dir(), Device::Cpu, session, config).unwrap();
+            m.detect(img.view()).unwrap()
+        });
+        assert!(!plain.is_empty(), "{name}");
+        assert_eq!(plain, padded, "{name}");
+    }
+}

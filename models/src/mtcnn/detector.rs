@@ -115,6 +115,16 @@ fn crops(sat: &IntegralImage, boxes: &[Corners], side: usize) -> (Vec<f32>, Vec<
     (data, index)
 }
 
+/// The batch `n` crops run as: with `pad`, the next power of two (at least 16), the crops
+/// behind the real ones zero and their outputs unread.
+fn padded(n: usize, pad: bool) -> usize {
+    if pad {
+        n.next_power_of_two().max(16)
+    } else {
+        n
+    }
+}
+
 /// One set of the three networks, driven by one thread.
 struct Worker {
     pnet: Session,
@@ -130,6 +140,8 @@ struct Worker {
 /// whole runs side by side use every core. Results do not depend on the number of workers.
 pub struct Mtcnn {
     workers: Vec<Worker>,
+    /// R-Net's and O-Net's batches padded to a power of two (see [`padded`]).
+    pad_batches: bool,
     placement: Placement,
     fallback_reason: Option<String>,
     pub config: MtcnnConfig,
@@ -240,6 +252,10 @@ impl Mtcnn {
         }
         Ok(Mtcnn {
             workers,
+            // On CUDA every new input shape costs cuDNN a choice of algorithms (and
+            // ONNX Runtime an allocation plan); a stream's candidate counts change every
+            // frame, so the shapes are kept to a few.
+            pad_batches: session.fixed_batches || placement == Placement::Cuda,
             placement,
             fallback_reason,
             config,
@@ -329,13 +345,16 @@ impl Mtcnn {
         boxes: &[Corners],
     ) -> Result<Vec<Corners>, MtcnnError> {
         let threshold = self.config.stage_thresholds[1];
+        let pad = self.pad_batches;
         let scored = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
             let part = &boxes[r];
-            let (data, index) = crops(sat, part, 24);
+            let (mut data, index) = crops(sat, part, 24);
             if index.is_empty() {
                 return Ok(Vec::new());
             }
-            let out = run(&mut w.rnet, &nets::RNET, [index.len(), 3, 24, 24], &data)?;
+            let n = padded(index.len(), pad);
+            data.resize(n * 3 * 24 * 24, 0.0);
+            let out = run(&mut w.rnet, &nets::RNET, [n, 3, 24, 24], &data)?;
             let (_, prob) = out.get("prob");
             let (_, reg) = out.get("reg");
             Ok(index
@@ -366,13 +385,16 @@ impl Mtcnn {
         boxes: &[Corners],
     ) -> Result<Vec<Face>, MtcnnError> {
         let threshold = self.config.stage_thresholds[2];
+        let pad = self.pad_batches;
         let faces = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
             let part = &boxes[r];
-            let (data, index) = crops(sat, part, 48);
+            let (mut data, index) = crops(sat, part, 48);
             if index.is_empty() {
                 return Ok(Vec::new());
             }
-            let out = run(&mut w.onet, &nets::ONET, [index.len(), 3, 48, 48], &data)?;
+            let n = padded(index.len(), pad);
+            data.resize(n * 3 * 48 * 48, 0.0);
+            let out = run(&mut w.onet, &nets::ONET, [n, 3, 48, 48], &data)?;
             let (_, prob) = out.get("prob");
             let (_, reg) = out.get("reg");
             let (_, lm) = out.get("landmarks");
