@@ -204,7 +204,11 @@ impl ObjectImpl for DetectBin {
                     if keep {
                         gst::PadProbeReturn::Ok
                     } else {
-                        gst::PadProbeReturn::Drop
+                        // Not Drop: gstreamer-rs has already taken the buffer out of the
+                        // probe info and frees it here, and GStreamer 1.22 would then free
+                        // the empty slot, a CRITICAL for every dropped frame. Handled tells
+                        // GStreamer the probe disposed of the buffer.
+                        gst::PadProbeReturn::Handled
                     }
                 }
                 Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::FlushStop => {
