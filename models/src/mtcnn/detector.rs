@@ -191,6 +191,29 @@ fn run(
     Ok(Outputs(result))
 }
 
+/// R-Net or O-Net (`spec`) over the crops of `boxes` (see [`crops`]), the batch padded to
+/// [`padded`]'s size with `pad`: each crop's box index and the outputs, `None` when no box
+/// had a crop.
+fn run_crops(
+    session: &mut Session,
+    spec: &NetSpec,
+    sat: &IntegralImage,
+    boxes: &[Corners],
+    pad: bool,
+) -> Result<Option<(Vec<usize>, Outputs)>, MtcnnError> {
+    let side = spec
+        .input_side
+        .expect("R-Net and O-Net have a fixed input size");
+    let (mut data, index) = crops(sat, boxes, side);
+    if index.is_empty() {
+        return Ok(None);
+    }
+    let n = padded(index.len(), pad);
+    data.resize(n * 3 * side * side, 0.0);
+    let out = run(session, spec, [n, 3, side, side], &data)?;
+    Ok(Some((index, out)))
+}
+
 /// The candidates of one pyramid level: boxes, scores, regressions.
 type Level = (Vec<Corners>, Vec<f32>, Vec<[f32; 4]>);
 
@@ -348,13 +371,9 @@ impl Mtcnn {
         let pad = self.pad_batches;
         let scored = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
             let part = &boxes[r];
-            let (mut data, index) = crops(sat, part, 24);
-            if index.is_empty() {
+            let Some((index, out)) = run_crops(&mut w.rnet, &nets::RNET, sat, part, pad)? else {
                 return Ok(Vec::new());
-            }
-            let n = padded(index.len(), pad);
-            data.resize(n * 3 * 24 * 24, 0.0);
-            let out = run(&mut w.rnet, &nets::RNET, [n, 3, 24, 24], &data)?;
+            };
             let (_, prob) = out.get("prob");
             let (_, reg) = out.get("reg");
             Ok(index
@@ -388,13 +407,9 @@ impl Mtcnn {
         let pad = self.pad_batches;
         let faces = runtime::share::<_, _, MtcnnError>(&mut self.workers, boxes.len(), |w, r| {
             let part = &boxes[r];
-            let (mut data, index) = crops(sat, part, 48);
-            if index.is_empty() {
+            let Some((index, out)) = run_crops(&mut w.onet, &nets::ONET, sat, part, pad)? else {
                 return Ok(Vec::new());
-            }
-            let n = padded(index.len(), pad);
-            data.resize(n * 3 * 48 * 48, 0.0);
-            let out = run(&mut w.onet, &nets::ONET, [n, 3, 48, 48], &data)?;
+            };
             let (_, prob) = out.get("prob");
             let (_, reg) = out.get("reg");
             let (_, lm) = out.get("landmarks");
