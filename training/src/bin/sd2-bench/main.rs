@@ -237,18 +237,11 @@ fn main() -> Result<()> {
     eprintln!("models loaded at {:.0} s", started.elapsed().as_secs_f64());
 
     // The face path first: it is short, and a run cut short keeps it.
-    let (best_name, best_path, best_config) = ours.last().expect("a variant");
+    let best_name = &ours.last().expect("a variant").0;
     eprintln!("timing the face path on 1080p frames ({best_name})");
-    let face = face_path(best_path, device, *best_config, args.frames)?;
+    let face = face_path(models.last_mut().expect("a variant"), device, args.frames)?;
     report.face = Some(face);
-    eprintln!(
-        "face path: {:.2} frames/s, {:.1} crops/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
-        face.frames_per_second,
-        face.crops_per_second,
-        face.detect_ms,
-        face.crop_ms,
-        face.classify_ms
-    );
+    eprintln!("face path: {face}");
     report.status = status_notes(&ours, &models, &[], &[]);
     if let Some(p) = &args.json {
         report.write_json(p)?;

@@ -115,14 +115,9 @@ impl Report {
         }
         if let Some(f) = self.face {
             println!(
-                "face path (MTCNN + crop + classify, 1080p, {} frames): {:.2} frames/s, {:.1} crops/s, sustains {:.0} streams of 25 fps analysed at 1 frame/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
+                "face path (MTCNN + crop + classify, 1080p, {} frames): {f}; sustains {:.0} streams of 25 fps analysed at 1 frame/s",
                 f.frames,
-                f.frames_per_second,
-                f.crops_per_second,
                 f.frames_per_second.floor(),
-                f.detect_ms,
-                f.crop_ms,
-                f.classify_ms
             );
         }
         for n in self.notes.iter().chain(&self.status) {

@@ -1,7 +1,6 @@
 //! What `sd2-bench` times: our path on one batch size, the logit drift between variants,
 //! and the face path on 1080p frames.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -56,14 +55,23 @@ pub struct FacePath {
     pub classify_ms: f64,
 }
 
-/// Frames and crops per second of detect + crop + classify on 1080p frames, and where
-/// each frame's time goes.
-pub fn face_path(
-    model: &Path,
-    device: OrtDevice,
-    config: SessionConfig,
-    frames: usize,
-) -> Result<FacePath> {
+impl std::fmt::Display for FacePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} frames/s, {:.1} crops/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
+            self.frames_per_second,
+            self.crops_per_second,
+            self.detect_ms,
+            self.crop_ms,
+            self.classify_ms
+        )
+    }
+}
+
+/// Frames and crops per second of detect (MTCNN on `device`) + crop + classify (`sd2`, as
+/// loaded for the timings) on 1080p frames, and where each frame's time goes.
+pub fn face_path(sd2: &mut DeepfakeModel, device: OrtDevice, frames: usize) -> Result<FacePath> {
     let samples = paths::samples_dir();
     let imgs: Vec<RgbImage> = ["astronaut.png", "t1.jpg"]
         .iter()
@@ -76,7 +84,6 @@ pub fn face_path(
         SessionConfig::default(),
         MtcnnConfig::default(),
     )?;
-    let mut sd2 = DeepfakeModel::load(model, device, config)?;
     let per = sd2.input_len();
     let mut spent = [0f64; 3];
     let mut frame = |img: &RgbImage, spent: &mut [f64; 3]| -> Result<usize> {
