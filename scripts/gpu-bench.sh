@@ -180,15 +180,15 @@ probe_tiny() {
   timeout 30 "$bench" --device cuda --preset tiny --export-only --out "$models/tiny" || true
   timeout 60 "$python" "$root/training/benches/ort_cuda_probe.py" "$out/tiny" "$models"/tiny/*.onnx \
     >"$out/probe-tiny.txt" 2>&1 || true
-  grep -v '^\s*$' "$out/probe-tiny.txt" | grep -E ': (ok|FAIL|session FAIL)' | sed 's/^/probe: /' || true
+  grep -E ': (ok|FAIL|session FAIL)' "$out/probe-tiny.txt" | sed 's/^/probe: /' || true
   timeout 60 "$bench" --device cuda --preset tiny --batches 1,8 --rounds 1 --iterations 3 --frames 2 \
     --out "$models/tiny" --json "$out/tiny.json" >"$out/bench-tiny.txt" 2>&1 || true
   tail -n 25 "$out/bench-tiny.txt" | sed 's/^/probe: /'
 }
 
 # `probe` also exports ViT-L/14 and profiles its fused fp16 graph at batch 64 with ONNX
-# Runtime's profiler (profile-*.txt: kernel time by operator type): where the encoder's
-# time goes, and so what to fuse next. About two minutes.
+# Runtime's profiler (profile-*.txt: time by operator type, each kernel waited for): where
+# the encoder's time goes, and so what to fuse next. About two minutes.
 probe() {
   device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
   prepare

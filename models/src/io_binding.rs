@@ -318,15 +318,13 @@ impl Runner {
                 // ONNX Runtime 1.31.1's CUDA provider fails on.
                 let host_in = match self.staging {
                     Staging::Pageable => Allocator::default(),
-                    Staging::Pinned | Staging::Device => {
-                        match pinned(&self.session, MemoryType::CPUInput) {
-                            Ok(a) => a,
-                            Err(e) => {
-                                self.pageable_reason = Some(e.to_string());
-                                Allocator::default()
-                            }
+                    Staging::Pinned | Staging::Device => match pinned_input(&self.session) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            self.pageable_reason = Some(e.to_string());
+                            Allocator::default()
                         }
-                    }
+                    },
                 };
                 let device = match self.staging {
                     Staging::Device => Some(device_tensors(
@@ -384,13 +382,13 @@ fn graph_options(batch: usize) -> ort::Result<RunOptions> {
     Ok(options)
 }
 
-/// The CUDA session's allocator of pinned host memory of `kind`.
-fn pinned(session: &Session, kind: MemoryType) -> ort::Result<Allocator> {
+/// The CUDA session's allocator of pinned host memory for inputs.
+fn pinned_input(session: &Session) -> ort::Result<Allocator> {
     let info = MemoryInfo::new(
         AllocationDevice::CUDA_PINNED,
         0,
         AllocatorType::Device,
-        kind,
+        MemoryType::CPUInput,
     )?;
     Allocator::new(session, info)
 }

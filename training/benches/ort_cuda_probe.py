@@ -131,15 +131,13 @@ def profile(out, path, batch, runs=5):
                         if e.get("cat") == "Session" and e.get("name") == "model_run")
     timed = model_runs[-runs:]
     start = timed[0][0]
-    gpu = [e for e in events if e.get("cat") == "Kernel" and e["ts"] >= start]
+    gpu = [e for e in events if e.get("cat") == "Kernel"]
+    nodes = [e for e in events
+             if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     per_op = collections.Counter()
-    for e in gpu or events:
-        if e["ts"] < start:
-            continue
-        if gpu:
+    for e in gpu or nodes:
+        if e["ts"] >= start:
             per_op[e.get("args", {}).get("op_name", e.get("name", "?"))] += e["dur"]
-        elif e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            per_op[e["args"]["op_name"]] += e["dur"]
     total = sum(per_op.values()) or 1
     run_ms = sum(d for _, d in timed) / runs / 1000
     what = ("GPU kernel time" if gpu else
