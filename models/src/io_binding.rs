@@ -417,7 +417,7 @@ const PARALLEL_HALF: usize = 1 << 20;
 /// `src` into `dst` as f16, vectorised (F16C where the CPU has it) and, for large batches
 /// when `parallel`, on up to 8 threads. Element by element it cost about 25 ms a batch of 64
 /// on an H100 machine, where ViT-L/14's forward pass takes 35 ms (sd2-bench: 1,004 crops/s
-/// before, 1,638 vectorised); on a 2-core machine vectorised takes 7 ms, on both cores 5 ms.
+/// before, 1,638 vectorised). The threads are not yet measured on a GPU machine.
 fn to_half(src: &[f32], dst: &mut [f16], parallel: bool) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if !parallel || src.len() < PARALLEL_HALF || threads < 2 {
