@@ -160,6 +160,12 @@ pub struct SessionConfig {
     /// picks convolution algorithms by its heuristics instead of timing every algorithm
     /// for every new shape, which costs more than the runs themselves.
     pub varying_shapes: bool,
+    /// MTCNN: a session of its own for every input shape a network sees (each pyramid
+    /// level, each padded batch size; implies `fixed_batches`). `None` (the default) turns
+    /// it on where the networks run on CUDA, where ONNX Runtime rebuilds a convolution's
+    /// cuDNN plans whenever the shape changes from one run to the next (see
+    /// `mtcnn::sessions`), and off on the CPU.
+    pub shape_sessions: Option<bool>,
 }
 
 /// ONNX Runtime's graph optimization levels that a session may use.
@@ -204,6 +210,7 @@ impl Default for SessionConfig {
             fixed_batches: false,
             optimization: Optimization::All,
             varying_shapes: false,
+            shape_sessions: None,
         }
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use sd2_models::image::{RgbImage, RgbView};
-use sd2_models::mtcnn::{Face, Mtcnn, MtcnnConfig};
+use sd2_models::mtcnn::{Face, MAX_SHAPE_SESSIONS, Mtcnn, MtcnnConfig, pyramid};
 use sd2_models::runtime::{Device, RuntimeError, SessionConfig};
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -269,4 +269,75 @@ fn padded_batches_find_the_same_faces() {
         assert!(!plain.is_empty(), "{name}");
         assert_eq!(plain, padded, "{name}");
     }
+}
+
+#[test]
+fn a_session_per_shape_finds_the_same_faces() {
+    // What MTCNN does on CUDA: every pyramid level and padded batch size has a session of
+    // its own. A stream's frames repeat those shapes, so the second round opens none.
+    let config = MtcnnConfig::default();
+    let imgs: Vec<RgbImage> = ["t1.jpg", "astronaut.png"]
+        .iter()
+        .map(|n| RgbImage::open(&common::sample(n)).unwrap())
+        .collect();
+    let load = |shaped| {
+        let session = SessionConfig {
+            threads: Some(1),
+            shape_sessions: Some(shaped),
+            ..SessionConfig::default()
+        };
+        Mtcnn::load(&common::mtcnn_dir(), Device::Cpu, session, config).unwrap()
+    };
+    let (mut plain, mut shaped) = (load(false), load(true));
+    assert_eq!(shaped.sessions(), 3, "one session per network at load");
+    let mut opened = 0;
+    for round in 0..2 {
+        for img in &imgs {
+            let faces = shaped.detect(img.view()).unwrap();
+            assert!(!faces.is_empty());
+            assert_eq!(faces, plain.detect(img.view()).unwrap());
+        }
+        if round == 0 {
+            opened = shaped.sessions();
+        }
+    }
+    let levels: usize = imgs
+        .iter()
+        .map(|i| pyramid(i.width, i.height, config.min_face_size, config.factor).len())
+        .sum();
+    assert!(
+        opened >= levels + 2,
+        "{opened} sessions for {levels} levels"
+    );
+    assert_eq!(shaped.sessions(), opened, "repeated shapes opened sessions");
+    assert_eq!(plain.sessions(), 3);
+}
+
+#[test]
+fn sessions_per_shape_are_bounded() {
+    // A pyramid with more levels than a network may hold sessions: the least recently
+    // used are closed and reopened as needed, and the faces do not change.
+    let config = MtcnnConfig {
+        factor: 0.9,
+        ..MtcnnConfig::default()
+    };
+    let img = RgbImage::open(&common::sample("t1.jpg")).unwrap();
+    let levels = pyramid(img.width, img.height, config.min_face_size, config.factor).len();
+    assert!(levels > MAX_SHAPE_SESSIONS, "{levels} levels");
+    let [plain, shaped] = [false, true].map(|shaped| {
+        let session = SessionConfig {
+            threads: Some(1),
+            shape_sessions: Some(shaped),
+            ..SessionConfig::default()
+        };
+        let mut m = Mtcnn::load(&common::mtcnn_dir(), Device::Cpu, session, config).unwrap();
+        let faces = m.detect(img.view()).unwrap();
+        // One worker: a P-Net session per level up to the bound, one R-Net and one
+        // O-Net batch.
+        let expected = if shaped { MAX_SHAPE_SESSIONS + 2 } else { 3 };
+        assert_eq!(m.sessions(), expected);
+        faces
+    });
+    assert!(!plain.is_empty());
+    assert_eq!(plain, shaped);
 }

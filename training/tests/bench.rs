@@ -75,6 +75,16 @@ fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
         "{parts} ms of {frame_ms} ms"
     );
     assert!(face["ms_per_frame"]["mtcnn"].as_f64().unwrap() > 0.0);
+    // On the CPU MTCNN holds a session per network; the other way is timed beside it.
+    assert_eq!(face["mtcnn_sessions"], "per network");
+    let other = &v["face_path_other_sessions"];
+    assert_eq!(other["mtcnn_sessions"], "per shape");
+    // Both find the same faces: as many crops per frame.
+    let per_frame = |f: &Value| {
+        f["crops_per_second"].as_f64().unwrap() / f["frames_per_second"].as_f64().unwrap()
+    };
+    assert!(per_frame(face) > 0.0);
+    assert!((per_frame(other) - per_frame(face)).abs() < 1e-6 * per_frame(face));
 }
 
 #[test]

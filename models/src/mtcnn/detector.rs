@@ -2,12 +2,12 @@
 
 use std::path::Path;
 
-use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::area::IntegralImage;
 use super::nets::{self, NetSpec};
 use super::nms::{Corners, Overlap, nms};
+use super::sessions::NetSessions;
 use crate::image::RgbView;
 use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig};
 
@@ -127,9 +127,9 @@ fn padded(n: usize, pad: bool) -> usize {
 
 /// One set of the three networks, driven by one thread.
 struct Worker {
-    pnet: Session,
-    rnet: Session,
-    onet: Session,
+    pnet: NetSessions,
+    rnet: NetSessions,
+    onet: NetSessions,
 }
 
 /// MTCNN on ONNX Runtime.
@@ -172,11 +172,12 @@ impl Outputs {
 }
 
 fn run(
-    session: &mut Session,
+    sessions: &mut NetSessions,
     spec: &NetSpec,
     shape: [usize; 4],
     data: &[f32],
 ) -> Result<Outputs, MtcnnError> {
+    let session = sessions.get(shape)?;
     let fail = |e: ort::Error| MtcnnError::Inference {
         net: spec.name,
         reason: e.to_string(),
@@ -195,7 +196,7 @@ fn run(
 /// [`padded`]'s size with `pad`: each crop's box index and the outputs, `None` when no box
 /// had a crop.
 fn run_crops(
-    session: &mut Session,
+    sessions: &mut NetSessions,
     spec: &NetSpec,
     sat: &IntegralImage,
     boxes: &[Corners],
@@ -210,7 +211,7 @@ fn run_crops(
     }
     let n = padded(index.len(), pad);
     data.resize(n * 3 * side * side, 0.0);
-    let out = run(session, spec, [n, 3, side, side], &data)?;
+    let out = run(sessions, spec, [n, 3, side, side], &data)?;
     Ok(Some((index, out)))
 }
 
@@ -222,7 +223,9 @@ impl Mtcnn {
     /// the inputs and outputs the cascade uses.
     ///
     /// On the CPU, `session.threads` workers (default: one per available core) each run
-    /// single-threaded sessions; on CUDA one worker runs them.
+    /// single-threaded sessions; on CUDA one worker runs them, by default with a session
+    /// for every input shape ([`SessionConfig::shape_sessions`]), each opened when its
+    /// shape first comes.
     pub fn load(
         dir: &Path,
         device: Device,
@@ -239,6 +242,7 @@ impl Mtcnn {
         let mut device = device;
         let mut placement = Placement::Cpu;
         let mut fallback_reason = None;
+        let per_shape = |p: Placement| session.shape_sessions.unwrap_or(p == Placement::Cuda);
         while workers.len() < wanted {
             let mut nets = Vec::new();
             for spec in nets::ALL {
@@ -263,7 +267,14 @@ impl Mtcnn {
                     Placement::Cuda => Device::Cuda,
                     Placement::Cpu => Device::Cpu,
                 };
-                nets.push(s.session);
+                nets.push(NetSessions::new(
+                    s.session,
+                    &path,
+                    device,
+                    config,
+                    &hint,
+                    per_shape(placement),
+                ));
             }
             let onet = nets.pop().expect("three nets");
             let rnet = nets.pop().expect("three nets");
@@ -275,10 +286,12 @@ impl Mtcnn {
         }
         Ok(Mtcnn {
             workers,
-            // On CUDA every new input shape costs cuDNN a choice of algorithms (and
-            // ONNX Runtime an allocation plan); a stream's candidate counts change every
-            // frame, so the shapes are kept to a few.
-            pad_batches: session.fixed_batches || placement == Placement::Cuda,
+            // On CUDA every new input shape costs cuDNN new plans (and ONNX Runtime an
+            // allocation plan); a stream's candidate counts change every frame, so the
+            // shapes, and with a session per shape the sessions, are kept to a few.
+            pad_batches: session.fixed_batches
+                || placement == Placement::Cuda
+                || per_shape(placement),
             placement,
             fallback_reason,
             config,
@@ -293,6 +306,16 @@ impl Mtcnn {
     /// Why `device=auto` chose the CPU, when it did.
     pub fn fallback_reason(&self) -> Option<&str> {
         self.fallback_reason.as_deref()
+    }
+
+    /// How many ONNX Runtime sessions the networks hold now: three per worker, or, with
+    /// a session per input shape (always on CUDA), one per shape seen, up to
+    /// [`MAX_SHAPE_SESSIONS`](super::MAX_SHAPE_SESSIONS) per network.
+    pub fn sessions(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.pnet.len() + w.rnet.len() + w.onet.len())
+            .sum()
     }
 
     /// Finds the faces in `img`, most confident first.

@@ -6,6 +6,8 @@ mod area;
 mod detector;
 pub mod nets;
 pub mod nms;
+mod sessions;
 
 pub use area::{IntegralImage, normalise};
 pub use detector::{Face, Mtcnn, MtcnnConfig, MtcnnError, pyramid};
+pub use sessions::MAX_SHAPE_SESSIONS;

@@ -20,8 +20,10 @@ pub struct Report {
     pub drift: Vec<(String, f64)>,
     /// The exported files' variant names (`standard fp32`, …), for the ORT Python ratios.
     pub files: Vec<String>,
-    /// The face path.
+    /// The face path, MTCNN's sessions as the device's default.
     pub face: Option<FacePath>,
+    /// The same with MTCNN's sessions held the other way (see `SessionConfig::shape_sessions`).
+    pub face_other: Option<FacePath>,
     /// What the run decided: references not started, batch sizes not timed.
     pub notes: Vec<String>,
     /// What the run found about its paths, renewed after each batch size.
@@ -119,6 +121,14 @@ impl Report {
                 f.frames,
                 f.frames_per_second.floor(),
             );
+            if let Some(o) = self.face_other {
+                println!(
+                    "face path with {}: {o}; the default ({}) runs at {:.2}× its frames/s",
+                    o.sessions(),
+                    f.sessions(),
+                    f.frames_per_second / o.frames_per_second
+                );
+            }
         }
         for n in self.notes.iter().chain(&self.status) {
             println!("{n}");
@@ -129,21 +139,23 @@ impl Report {
         let rows: BTreeMap<&str, &BTreeMap<usize, f64>> =
             self.rows.iter().map(|(n, r)| (n.as_str(), r)).collect();
         let drift: BTreeMap<&str, f64> = self.drift.iter().map(|(n, d)| (n.as_str(), *d)).collect();
-        let face = self.face.map(|f| {
+        let face = |f: FacePath| {
             serde_json::json!({
+                "mtcnn_sessions": if f.per_shape { "per shape" } else { "per network" },
                 "frames": f.frames,
                 "frames_per_second": f.frames_per_second,
                 "crops_per_second": f.crops_per_second,
                 "ms_per_frame": {"mtcnn": f.detect_ms, "crop": f.crop_ms, "classify": f.classify_ms},
             })
-        });
+        };
         let doc = serde_json::json!({
             "preset": self.preset,
             "device": self.device,
             "complete": self.complete,
             "crops_per_second": rows,
             "logit_drift": drift,
-            "face_path": face,
+            "face_path": self.face.map(face),
+            "face_path_other_sessions": self.face_other.map(face),
             "notes": self.notes.iter().chain(&self.status).collect::<Vec<_>>(),
         });
         // Written aside and renamed: a run killed while writing leaves the last whole file.

@@ -9,7 +9,7 @@ use sd2_models::image::RgbImage;
 use sd2_models::io_binding::{probe_inputs, relative_drift};
 use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
 use sd2_models::paths;
-use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
+use sd2_models::runtime::{Device as OrtDevice, Placement, SessionConfig};
 
 /// Seconds per iteration of our path on one batch size.
 pub fn time_ours(model: &mut DeepfakeModel, batch: usize, iterations: usize) -> Result<f64> {
@@ -46,6 +46,8 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 /// What the face path measured.
 #[derive(Clone, Copy, Debug)]
 pub struct FacePath {
+    /// MTCNN's sessions: one per network, or one per input shape.
+    pub per_shape: bool,
     pub frames: usize,
     pub frames_per_second: f64,
     pub crops_per_second: f64,
@@ -55,23 +57,41 @@ pub struct FacePath {
     pub classify_ms: f64,
 }
 
+impl FacePath {
+    /// How MTCNN held its sessions, in words.
+    pub fn sessions(&self) -> &'static str {
+        if self.per_shape {
+            "a session per shape"
+        } else {
+            "a session per network"
+        }
+    }
+}
+
 impl std::fmt::Display for FacePath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:.2} frames/s, {:.1} crops/s; per frame {:.1} ms MTCNN, {:.1} ms cropping, {:.1} ms classifying",
+            "{:.2} frames/s, {:.1} crops/s; per frame {:.1} ms MTCNN ({}), {:.1} ms cropping, {:.1} ms classifying",
             self.frames_per_second,
             self.crops_per_second,
             self.detect_ms,
+            self.sessions(),
             self.crop_ms,
             self.classify_ms
         )
     }
 }
 
-/// Frames and crops per second of detect (MTCNN on `device`) + crop + classify (`sd2`, as
-/// loaded for the timings) on 1080p frames, and where each frame's time goes.
-pub fn face_path(sd2: &mut DeepfakeModel, device: OrtDevice, frames: usize) -> Result<FacePath> {
+/// Frames and crops per second of detect (MTCNN on `device`, its sessions as
+/// `shape_sessions` says) + crop + classify (`sd2`, as loaded for the timings) on 1080p
+/// frames, and where each frame's time goes.
+pub fn face_path(
+    sd2: &mut DeepfakeModel,
+    device: OrtDevice,
+    frames: usize,
+    shape_sessions: Option<bool>,
+) -> Result<FacePath> {
     let samples = paths::samples_dir();
     let imgs: Vec<RgbImage> = ["astronaut.png", "t1.jpg"]
         .iter()
@@ -81,9 +101,13 @@ pub fn face_path(sd2: &mut DeepfakeModel, device: OrtDevice, frames: usize) -> R
     let mut mtcnn = Mtcnn::load(
         &paths::model_dir().join("mtcnn"),
         device,
-        SessionConfig::default(),
+        SessionConfig {
+            shape_sessions,
+            ..SessionConfig::default()
+        },
         MtcnnConfig::default(),
     )?;
+    let per_shape = shape_sessions.unwrap_or(mtcnn.placement() == Placement::Cuda);
     let per = sd2.input_len();
     let mut spent = [0f64; 3];
     let mut frame = |img: &RgbImage, spent: &mut [f64; 3]| -> Result<usize> {
@@ -115,6 +139,7 @@ pub fn face_path(sd2: &mut DeepfakeModel, device: OrtDevice, frames: usize) -> R
     let s = start.elapsed().as_secs_f64();
     let ms = |v: f64| 1000.0 * v / frames.max(1) as f64;
     Ok(FacePath {
+        per_shape,
         frames,
         frames_per_second: frames as f64 / s,
         crops_per_second: crops as f64 / s,
