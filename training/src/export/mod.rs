@@ -78,6 +78,61 @@ pub struct Variant {
     pub fused: bool,
 }
 
+/// The patch embedding, `[N, 3, S, S]` → `[N, grid², D]`: a convolution whose stride is
+/// its kernel. In fp16, the precision of the GPU graphs, it is written as what it
+/// computes: the image cut into patches (Reshape, Transpose), each flattened and
+/// multiplied by the kernel. With cuDNN 9, ONNX Runtime's CUDA Conv builds new cuDNN
+/// plans whenever the batch size differs from the previous run's, which a live queue's
+/// batches do all the time; a MatMul keeps no such state. In fp32, the CPU's precision,
+/// it stays a Conv, which ONNX Runtime's CPU provider runs a little faster.
+fn patch_embedding(
+    b: &mut Builder,
+    x: &str,
+    vm: &crate::clip::vision::ClipVisionTransformer,
+    d: usize,
+    patch: usize,
+    grid: usize,
+) -> String {
+    let conv = values(vm.embeddings.patch_embedding.weight.val()); // [D, 3, P, P]
+    let (g, p) = (grid as i64, patch as i64);
+    let k = 3 * patch * patch;
+    if b.precision == Precision::F16 {
+        let mut w = vec![0.0; k * d];
+        for (o, kernel) in conv.chunks(k).enumerate() {
+            for (i, v) in kernel.iter().enumerate() {
+                w[i * d + o] = *v;
+            }
+        }
+        let w = b.weight("patch_embedding.weight", &[k, d], &w);
+        let cut = b.shape("patches_cut", &[0, 3, g, p, g, p]);
+        let patches = b.g.node("Reshape", &[x, &cut], vec![]);
+        let patches = b.g.node(
+            "Transpose",
+            &[&patches],
+            vec![Attr::Ints("perm", vec![0, 2, 4, 1, 3, 5])],
+        );
+        let flat = b.shape("patches_shape", &[0, g * g, k as i64]);
+        let patches = b.g.node("Reshape", &[&patches, &flat], vec![]);
+        return b.g.node("MatMul", &[&patches, &w], vec![]);
+    }
+    let w = b.weight("patch_embedding.weight", &[d, 3, patch, patch], &conv);
+    let patches = b.g.node(
+        "Conv",
+        &[x, &w],
+        vec![
+            Attr::Ints("kernel_shape", vec![p; 2]),
+            Attr::Ints("strides", vec![p; 2]),
+        ],
+    );
+    let flat = b.shape("patches_shape", &[0, d as i64, g * g]);
+    let patches = b.g.node("Reshape", &[&patches, &flat], vec![]);
+    b.g.node(
+        "Transpose",
+        &[&patches],
+        vec![Attr::Ints("perm", vec![0, 2, 1])],
+    )
+}
+
 /// The ONNX model of `model`'s image side at `precision`.
 pub fn export(
     model: &Sd2Model,
@@ -118,27 +173,7 @@ pub fn export(
     let vm = &model.clip.vision_model;
 
     // Patches, class token, positions (CLIPVisionEmbeddings).
-    let conv = vm.embeddings.patch_embedding.weight.val();
-    let conv_w = b.weight(
-        "patch_embedding.weight",
-        &[d, 3, patch, patch],
-        &values(conv),
-    );
-    let patches = b.g.node(
-        "Conv",
-        &[&x, &conv_w],
-        vec![
-            Attr::Ints("kernel_shape", vec![patch as i64; 2]),
-            Attr::Ints("strides", vec![patch as i64; 2]),
-        ],
-    );
-    let flat = b.shape("patches_shape", &[0, d as i64, (grid * grid) as i64]);
-    let patches = b.g.node("Reshape", &[&patches, &flat], vec![]);
-    let patches = b.g.node(
-        "Transpose",
-        &[&patches],
-        vec![Attr::Ints("perm", vec![0, 2, 1])],
-    );
+    let patches = patch_embedding(&mut b, &x, vm, d, patch, grid);
     let cls = b.weight(
         "class_embedding",
         &[1, 1, d],
