@@ -308,6 +308,12 @@ impl Mtcnn {
         self.fallback_reason.as_deref()
     }
 
+    /// Whether each network has a session per input shape ([`SessionConfig::shape_sessions`]
+    /// as given, or by default on CUDA).
+    pub fn shape_sessions(&self) -> bool {
+        self.workers[0].pnet.per_shape()
+    }
+
     /// How many ONNX Runtime sessions the networks hold now: three per worker, or, with
     /// a session per input shape (always on CUDA), one per shape seen, up to
     /// [`MAX_SHAPE_SESSIONS`](super::MAX_SHAPE_SESSIONS) per network.

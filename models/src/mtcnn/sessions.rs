@@ -25,9 +25,9 @@ pub(super) struct NetSessions {
     config: SessionConfig,
     hint: String,
     per_shape: bool,
-    /// Each session with the shape it serves (any shape when not `per_shape`) and when it
-    /// was last used.
-    open: Vec<([usize; 4], Session, u64)>,
+    /// Each session with the shape it serves (`None`: none yet, or any shape when not
+    /// `per_shape`) and when it was last used.
+    open: Vec<(Option<[usize; 4]>, Session, u64)>,
     clock: u64,
 }
 
@@ -49,7 +49,7 @@ impl NetSessions {
             config,
             hint: hint.to_owned(),
             per_shape,
-            open: vec![([0; 4], first, 0)],
+            open: vec![(None, first, 0)],
             clock: 0,
         }
     }
@@ -59,11 +59,11 @@ impl NetSessions {
         self.clock += 1;
         let found = if !self.per_shape {
             Some(0)
-        } else if let Some(i) = self.open.iter().position(|(s, ..)| *s == shape) {
+        } else if let Some(i) = self.open.iter().position(|(s, ..)| *s == Some(shape)) {
             Some(i)
-        } else if self.open.len() == 1 && self.open[0].0 == [0; 4] {
+        } else if self.open[0].0.is_none() {
             // The session opened at load has served no shape yet.
-            self.open[0].0 = shape;
+            self.open[0].0 = Some(shape);
             Some(0)
         } else {
             None
@@ -79,12 +79,17 @@ impl NetSessions {
                 }
                 let loaded =
                     runtime::open_session(&self.path, self.device, self.config, &self.hint)?;
-                self.open.push((shape, loaded.session, 0));
+                self.open.push((Some(shape), loaded.session, 0));
                 self.open.len() - 1
             }
         };
         self.open[i].2 = self.clock;
         Ok(&mut self.open[i].1)
+    }
+
+    /// Whether each input shape has a session of its own.
+    pub fn per_shape(&self) -> bool {
+        self.per_shape
     }
 
     /// How many sessions are open.

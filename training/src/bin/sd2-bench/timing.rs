@@ -9,7 +9,7 @@ use sd2_models::image::RgbImage;
 use sd2_models::io_binding::{probe_inputs, relative_drift};
 use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
 use sd2_models::paths;
-use sd2_models::runtime::{Device as OrtDevice, Placement, SessionConfig};
+use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
 
 /// Seconds per iteration of our path on one batch size.
 pub fn time_ours(model: &mut DeepfakeModel, batch: usize, iterations: usize) -> Result<f64> {
@@ -107,7 +107,6 @@ pub fn face_path(
         },
         MtcnnConfig::default(),
     )?;
-    let per_shape = shape_sessions.unwrap_or(mtcnn.placement() == Placement::Cuda);
     let per = sd2.input_len();
     let mut spent = [0f64; 3];
     let mut frame = |img: &RgbImage, spent: &mut [f64; 3]| -> Result<usize> {
@@ -126,8 +125,9 @@ pub fn face_path(
         spent[2] += done - cropped;
         Ok(n)
     };
-    // One untimed frame of each image first: on CUDA the first run of every shape searches
-    // cuDNN's algorithms, which a stream pays once.
+    // One untimed frame of each image first: on CUDA the first run of every shape builds
+    // cuDNN's plans (and, with a session per shape, opens its session), which a stream
+    // pays once.
     for img in &imgs {
         frame(img, &mut [0.0; 3])?;
     }
@@ -139,7 +139,7 @@ pub fn face_path(
     let s = start.elapsed().as_secs_f64();
     let ms = |v: f64| 1000.0 * v / frames.max(1) as f64;
     Ok(FacePath {
-        per_shape,
+        per_shape: mtcnn.shape_sessions(),
         frames,
         frames_per_second: frames as f64 / s,
         crops_per_second: crops as f64 / s,
