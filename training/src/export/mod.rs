@@ -93,16 +93,11 @@ fn patch_embedding(
     patch: usize,
     grid: usize,
 ) -> String {
-    let conv = values(vm.embeddings.patch_embedding.weight.val()); // [D, 3, P, P]
+    let conv = vm.embeddings.patch_embedding.weight.val(); // [D, 3, P, P]
     let (g, p) = (grid as i64, patch as i64);
     let k = 3 * patch * patch;
     if b.precision == Precision::F16 {
-        let mut w = vec![0.0; k * d];
-        for (o, kernel) in conv.chunks(k).enumerate() {
-            for (i, v) in kernel.iter().enumerate() {
-                w[i * d + o] = *v;
-            }
-        }
+        let w = values(conv.reshape([d, k]).transpose());
         let w = b.weight("patch_embedding.weight", &[k, d], &w);
         let cut = b.shape("patches_cut", &[0, 3, g, p, g, p]);
         let patches = b.g.node("Reshape", &[x, &cut], vec![]);
@@ -115,7 +110,11 @@ fn patch_embedding(
         let patches = b.g.node("Reshape", &[&patches, &flat], vec![]);
         return b.g.node("MatMul", &[&patches, &w], vec![]);
     }
-    let w = b.weight("patch_embedding.weight", &[d, 3, patch, patch], &conv);
+    let w = b.weight(
+        "patch_embedding.weight",
+        &[d, 3, patch, patch],
+        &values(conv),
+    );
     let patches = b.g.node(
         "Conv",
         &[x, &w],
