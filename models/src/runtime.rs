@@ -156,9 +156,10 @@ pub struct SessionConfig {
     pub fixed_batches: bool,
     /// How far ONNX Runtime rewrites the graph when it loads it.
     pub optimization: Optimization,
-    /// Inputs change shape from run to run (MTCNN's candidate batches): on CUDA, cuDNN
-    /// picks convolution algorithms by its heuristics instead of timing every algorithm
-    /// for every new shape, which costs more than the runs themselves.
+    /// Inputs change shape from run to run (MTCNN's pyramid levels and candidate
+    /// batches): on CUDA, convolutions choose their cuDNN plans by ONNX Runtime's quick
+    /// `HEURISTIC` search instead of its default `EXHAUSTIVE` one, which costs more than
+    /// the runs themselves when it is paid for every new shape.
     pub varying_shapes: bool,
     /// MTCNN: a session of its own for every input shape a network sees (each pyramid
     /// level, each padded batch size; implies `fixed_batches`). `None` (the default) turns
