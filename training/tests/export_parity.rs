@@ -340,3 +340,47 @@ fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
         }
     }
 }
+
+/// What makes the fused graph fast on ONNX Runtime's CUDA provider, kept from regressing:
+/// each `MultiHeadAttention` reads Q, K and V straight from their projections (no Split
+/// of a packed projection, no bias of its own, which would make the kernel copy all three
+/// into a workspace first), and no MLP has a separate bias Add before its `QuickGelu` (the
+/// bias rides in the MatMul). That these rewrites are exact is
+/// `fused_contrib_operator_graph_matches_the_standard_graph_and_burn`.
+#[test]
+fn fused_graph_feeds_attention_and_gelu_straight_from_matmuls() {
+    let variant = Variant {
+        precision: Precision::F16,
+        fused: true,
+    };
+    let graph = tiny_export(variant, "fusions")
+        .0
+        .into_proto()
+        .graph
+        .expect("a graph");
+    let producer = |value: &str| {
+        graph
+            .node
+            .iter()
+            .find(|n| n.output.iter().any(|o| o == value))
+            .map(|n| n.op_type.as_str())
+            .unwrap_or("an input")
+    };
+    let layers = ClipConfig::tiny().vision.num_hidden_layers;
+    let (mut attention, mut gelu) = (0, 0);
+    for n in &graph.node {
+        assert_ne!(n.op_type, "Split", "a Split copies its input");
+        if n.op_type == "MultiHeadAttention" {
+            attention += 1;
+            let inputs: Vec<&str> = n.input.iter().map(|i| producer(i)).collect();
+            // Q carries its bias; K's is dropped and V's folded into the output's.
+            assert_eq!(inputs, ["Add", "MatMul", "MatMul"], "{}", n.name);
+        }
+        if n.op_type == "QuickGelu" {
+            gelu += 1;
+            assert_eq!(producer(&n.input[0]), "MatMul", "{}", n.name);
+        }
+    }
+    // Every layer's attention and MLP, and CLAM's attention.
+    assert_eq!((attention, gelu), (layers + 1, layers));
+}

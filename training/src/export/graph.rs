@@ -174,9 +174,43 @@ impl Builder {
 /// fused kernels (flash attention among them) and its CPU provider also implements.
 pub const MS: &str = "com.microsoft";
 
+/// Columns appended to a MatMul's input to carry its bias ([`Builder::bias_lanes`]): one
+/// would do, eight keep the fp16 row length a multiple of 16 bytes, as tensor cores want.
+pub const BIAS_LANES: usize = 8;
+
+/// `b_o + b_v · W_o` (`W_o` as `[in, out]`), summed in f64: the output projection's bias
+/// once V's bias has passed through attention and the projection. A projection without a
+/// bias has none (an empty slice): zero.
+fn fold_value_bias(bv: &[f32], o: (&[f32], &[f32]), width: usize) -> Vec<f32> {
+    (0..width)
+        .map(|j| {
+            let through: f64 = (0..width)
+                .map(|i| f64::from(at(bv, i)) * f64::from(o.0[i * width + j]))
+                .sum();
+            (f64::from(at(o.1, j)) + through) as f32
+        })
+        .collect()
+}
+
+fn at(bias: &[f32], i: usize) -> f32 {
+    bias.get(i).copied().unwrap_or(0.0)
+}
+
 impl Builder {
-    /// Self-attention as one `MultiHeadAttention` node over a packed Q/K/V projection; the
-    /// output projection's bias is left for the caller to fuse (`[N, T, D]` without it).
+    /// Self-attention as one `MultiHeadAttention` node that reads the projections as they
+    /// are: Q, K and V each from a MatMul of its own, and no bias given to the node. With
+    /// a bias, ONNX Runtime's CUDA kernel first copies Q, K and V into a workspace adding
+    /// it (and a packed projection needs a Split before that): two passes over three
+    /// activations a layer. Here only Q's bias is added, and K's and V's go where they are
+    /// exact for free:
+    /// - K's bias adds `q·b_k` to every score of a query's row, the same for every key, and
+    ///   softmax does not see a constant added to its row: it is dropped.
+    /// - V's bias comes out of attention unchanged (each row of attention weights sums to
+    ///   one) and then through the output projection: it is `b_v · W_o`, folded into the
+    ///   output bias.
+    ///
+    /// Returns the output projection without its bias (`[N, T, D]`) and that bias, with V's
+    /// folded in, for the caller to fuse.
     #[allow(clippy::too_many_arguments)]
     pub fn attention_fused(
         &mut self,
@@ -185,37 +219,24 @@ impl Builder {
         heads: usize,
         width: usize,
         q: (&[f32], &[f32]),
-        k: (&[f32], &[f32]),
+        k: &[f32],
         v: (&[f32], &[f32]),
-        o: &[f32],
-    ) -> String {
-        // Pack [D, D] × 3 into [D, 3D], row by row.
-        let mut w = Vec::with_capacity(3 * width * width);
-        for r in 0..width {
-            for part in [q.0, k.0, v.0] {
-                w.extend_from_slice(&part[r * width..(r + 1) * width]);
-            }
-        }
-        let bias: Vec<f32> = [q.1, k.1, v.1].concat();
-        let wn = self.weight(&format!("{name}.qkv.weight"), &[width, 3 * width], &w);
-        let bn = self.weight(&format!("{name}.qkv.bias"), &[3 * width], &bias);
-        let qkv = self.g.node("MatMul", &[x, &wn], vec![]);
-        let sizes = self
-            .g
-            .int64s(&format!("{name}.split"), &[3], &[width as i64; 3]);
-        let parts = self
-            .g
-            .node_multi("", "Split", &[&qkv, &sizes], 3, vec![Attr::Int("axis", -1)]);
+        o: (&[f32], &[f32]),
+    ) -> (String, Vec<f32>) {
+        let qb = (!q.1.is_empty()).then_some(q.1);
+        let qh = self.linear(x, &format!("{name}.q_proj"), q.0, [width, width], qb);
+        let kh = self.linear(x, &format!("{name}.k_proj"), k, [width, width], None);
+        let vh = self.linear(x, &format!("{name}.v_proj"), v.0, [width, width], None);
         let ctx = self.g.fresh_name("mha");
         self.g.node_outputs(
             MS,
             "MultiHeadAttention",
-            &[&parts[0], &parts[1], &parts[2], &bn],
+            &[&qh, &kh, &vh],
             &[&ctx],
             vec![Attr::Int("num_heads", heads as i64)],
         );
-        let on = self.weight(&format!("{name}.out_proj.weight"), &[width, width], o);
-        self.g.node("MatMul", &[&ctx, &on], vec![])
+        let out = self.linear(&ctx, &format!("{name}.out_proj"), o.0, [width, width], None);
+        (out, fold_value_bias(v.1, o, width))
     }
 
     /// `SkipLayerNormalization`: returns (LayerNorm(input + skip + bias), input + skip + bias).
@@ -242,10 +263,53 @@ impl Builder {
         (y, sum)
     }
 
-    /// `QuickGelu(x + b)` from the contrib operators.
-    pub fn bias_quick_gelu(&mut self, x: &str, name: &str, bias: &[f32]) -> String {
-        let b = self.weight(&format!("{name}.bias"), &[bias.len()], bias);
-        let y = self.g.node("Add", &[x, &b], vec![]);
+    /// A block of [`BIAS_LANES`] columns, `[1, 0, …, 0]` in every row of `x` (`[N, T, D]`),
+    /// made once and given to every [`Builder::linear_quick_gelu`]. Built from `x` itself
+    /// (a column of it times zero, plus the row), so it has the batch's size without a
+    /// Shape node.
+    pub fn bias_lanes(&mut self, x: &str) -> String {
+        let (start, end, axis) = (
+            self.g.int64s("bias_lanes_start", &[1], &[0]),
+            self.g.int64s("bias_lanes_end", &[1], &[1]),
+            self.g.int64s("bias_lanes_axis", &[1], &[-1]),
+        );
+        let column = self.g.node("Slice", &[x, &start, &end, &axis], vec![]);
+        let zero = self.g.scalar("bias_lanes_zero", 0.0, self.precision);
+        let column = self.g.node("Mul", &[&column, &zero], vec![]);
+        let mut row = vec![0.0; BIAS_LANES];
+        row[0] = 1.0;
+        let row = self.weight("bias_lanes_row", &[BIAS_LANES], &row);
+        self.g.node("Add", &[&column, &row], vec![])
+    }
+
+    /// `QuickGelu(x · W + b)`, the bias carried by the MatMul: `x` gets the
+    /// [`Builder::bias_lanes`] columns appended and `W` the bias as the row they select
+    /// (then zero rows). ONNX Runtime has no CUDA kernel that adds a bias to a MatMul's
+    /// output or before `QuickGelu`; a separate Add reads and writes the MLP's widest
+    /// activation (`[N, T, 4D]`), where appending to the input copies a quarter of that.
+    pub fn linear_quick_gelu(
+        &mut self,
+        x: &str,
+        lanes: &str,
+        name: &str,
+        w: &[f32],
+        w_dims: [usize; 2],
+        bias: &[f32],
+    ) -> String {
+        let [input, output] = w_dims;
+        let mut wb = Vec::with_capacity((input + BIAS_LANES) * output);
+        wb.extend_from_slice(w);
+        wb.extend_from_slice(bias);
+        wb.resize((input + BIAS_LANES) * output, 0.0);
+        let wn = self.weight(
+            &format!("{name}.weight_and_bias"),
+            &[input + BIAS_LANES, output],
+            &wb,
+        );
+        let xb = self
+            .g
+            .node("Concat", &[x, lanes], vec![Attr::Int("axis", -1)]);
+        let y = self.g.node("MatMul", &[&xb, &wn], vec![]);
         let out = self.g.fresh_name("quick_gelu");
         self.g.node_outputs(
             MS,

@@ -225,32 +225,34 @@ pub fn export(
         // SkipLayerNorm (residual, fc2 bias, next LN1): each residual sum comes out of the
         // SkipLayerNormalization that also normalises it.
         let layers = &vm.encoder.layers;
+        let lanes = b.bias_lanes(&xs);
         let (g1, b1) = ln(&layers[0].layer_norm1);
         let mut h = b.layer_norm(&xs, "layers.0.layer_norm1", &g1, &b1);
         for (i, layer) in layers.iter().enumerate() {
             let name = format!("layers.{i}");
             let [q, k, v, o] = attention_weights(&layer.self_attn);
             let heads = layer.self_attn.num_heads;
-            let a = b.attention_fused(
+            let (a, out_bias) = b.attention_fused(
                 &h,
                 &format!("{name}.self_attn"),
                 heads,
                 d,
                 (&q.0, &q.1),
-                (&k.0, &k.1),
+                &k.0,
                 (&v.0, &v.1),
-                &o.0,
+                (&o.0, &o.1),
             );
             let (g2, b2) = ln(&layer.layer_norm2);
             let (h2, mid) =
-                b.skip_layer_norm(&a, &xs, &format!("{name}.layer_norm2"), &g2, &b2, &o.1);
-            let w1 = b.weight(
-                &format!("{name}.mlp.fc1.weight"),
-                &[d, inter],
+                b.skip_layer_norm(&a, &xs, &format!("{name}.layer_norm2"), &g2, &b2, &out_bias);
+            let m = b.linear_quick_gelu(
+                &h2,
+                &lanes,
+                &format!("{name}.mlp.fc1"),
                 &values(layer.mlp.fc1.weight.val()),
+                [d, inter],
+                &bias_of(&layer.mlp.fc1),
             );
-            let m = b.g.node("MatMul", &[&h2, &w1], vec![]);
-            let m = b.bias_quick_gelu(&m, &format!("{name}.mlp.fc1"), &bias_of(&layer.mlp.fc1));
             let w2 = b.weight(
                 &format!("{name}.mlp.fc2.weight"),
                 &[inter, d],
@@ -339,17 +341,17 @@ pub fn export(
             let stacked = b.g.node("Concat", &refs, vec![Attr::Int("axis", 1)]);
             let sat = if variant.fused {
                 let [q, k, v, o] = attention_weights(&clam.attention);
-                let a = b.attention_fused(
+                let (a, out_bias) = b.attention_fused(
                     &stacked,
                     "clam",
                     clam.attention.num_heads,
                     d,
                     (&q.0, &q.1),
-                    (&k.0, &k.1),
+                    &k.0,
                     (&v.0, &v.1),
-                    &o.0,
+                    (&o.0, &o.1),
                 );
-                let ob = b.weight("clam.out_proj.bias", &[d], &o.1);
+                let ob = b.weight("clam.out_proj.bias", &[d], &out_bias);
                 b.g.node("Add", &[&a, &ob], vec![])
             } else {
                 attention(&mut b, &stacked, "clam", &clam.attention, d)
