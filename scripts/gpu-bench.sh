@@ -7,9 +7,12 @@
 #   scripts/gpu-bench.sh stash N     # there: keep the carried .gpu/ortgpu/part-0N in ~/sd2-ortgpu
 #   scripts/gpu-bench.sh run [ARGS]  # there: keep any carried part, unpack, run sd2-bench
 #   scripts/gpu-bench.sh probe       # there: which ways of running work, and a profile
+#   scripts/gpu-bench.sh compare     # there: this build's fused graph against a base build's
+#   scripts/gpu-bench.sh kernels     # there: an encoder layer's kernels, ORT against PyTorch
 #   scripts/gpu-bench.sh rehearse    # here: the same calls on this CPU, in a copy of the checkout
 #
-# `pack` writes .gpu/bin/sd2-bench (stripped), .gpu/cache (MTCNN, samples, CLIP vocabulary,
+# `pack` writes .gpu/bin/sd2-bench (stripped; with SD2_BASE=<another build's sd2-bench>,
+# that one too, as .gpu/bin/sd2-bench-base, for `compare`), .gpu/cache (MTCNN, samples, CLIP vocabulary,
 # the parts' checksums) and .gpu/ortgpu/part-* (ONNX Runtime 1.31.1's CUDA build, the
 # library for sd2-bench and the Python package for the ONNX Runtime reference, from the
 # pinned onnxruntime-gpu wheel). Every part but the last moves in a call of its own
@@ -17,7 +20,9 @@
 # The ViT-L/14 exports (2.4 GB) are made there by sd2-bench itself.
 #
 # `run` writes gpu.txt (card, driver, libraries), the tiny preset's probe (see probe_tiny;
-# skipped when SD2_CALL_S is under 400), sd2-bench.txt and sd2-bench.json under $OUT.
+# skipped when SD2_CALL_S is under 400 or SD2_PROBE=0), sd2-bench.txt and sd2-bench.json
+# under $OUT, then, in the last $SD2_PROFILE_S seconds (default 60), the fused fp16
+# graph's profile at batch 64 (profile_fused).
 # sd2-bench is stopped $SD2_CALL_S seconds (default 585) after the call began, so the call
 # ends inside the device's 600 s, and begins no batch size in its last 160 s; the JSON is
 # rewritten after each batch size. It exits 3 when stopped at that limit. ARGS go to
@@ -42,6 +47,7 @@ pack() {
   cargo build --release -p sd2-train --bin sd2-bench
   rm -rf .gpu && mkdir -p .gpu/bin .gpu/cache/models .gpu/ortgpu
   strip -o .gpu/bin/sd2-bench target/release/sd2-bench
+  if [ -n "${SD2_BASE:-}" ]; then strip -o .gpu/bin/sd2-bench-base "$SD2_BASE"; fi
   cp -r .cache/sd2/models/mtcnn .gpu/cache/models/
   cp -r .cache/sd2/samples .cache/sd2/clip .gpu/cache/
   local w=.cache/sd2/wheels/$wheel
@@ -152,8 +158,11 @@ run() {
     defaults+=(--batches 1,64,8,128,32 --rounds 3)
   fi
   # The device stops a call at 600 s, counted from the call's start: sd2-bench gets what is
-  # left of $SD2_CALL_S, and starts no batch size in its last 160 s.
-  local left=$((${SD2_CALL_S:-585} - SECONDS)) status=0
+  # left of $SD2_CALL_S less the profile's $SD2_PROFILE_S, and starts no batch size in its
+  # last 160 s.
+  local profile_s=0
+  if [ "$device" = cuda ]; then profile_s=${SD2_PROFILE_S:-60}; fi
+  local left=$((${SD2_CALL_S:-585} - SECONDS - profile_s)) status=0
   if [ "$left" -lt 60 ]; then
     echo "only $left s of SD2_CALL_S=${SD2_CALL_S:-585} left for sd2-bench: give the call more" >&2
     exit 1
@@ -162,12 +171,27 @@ run() {
     --reference-python "$python" --out "$HOME/sd2-gpu-models" --json "$out/sd2-bench.json" \
     --deadline-s "${SD2_BENCH_DEADLINE:-$((left > 200 ? left - 160 : left / 5))}" "$@" 2>&1 | tee "$out/sd2-bench.txt" ||
     status=$?
+  if [ "$profile_s" -gt 0 ]; then profile_fused "$HOME/sd2-gpu-models" "$profile_s"; fi
   if [ "$status" = 124 ] || [ "$status" = 137 ]; then
     echo "sd2-bench was stopped at its time limit (${SD2_BENCH_TIMEOUT:-$left} s): what it" \
       "measured is above and in sd2-bench.json" | tee -a "$out/sd2-bench.txt"
     exit 3
   fi
   return "$status"
+}
+
+# Where the fused fp16 graph's time goes at batch 64 (ONNX Runtime's profiler, see
+# `probe`: profile-*.txt), and which attention kernel ONNX Runtime chose for it
+# (attention-kernels.txt: flash attention expected), within $2 seconds.
+profile_fused() {
+  local file
+  file=$(ls "$1"/*fused-fp16.onnx 2>/dev/null | head -1) || true
+  [ -n "$file" ] || { echo "no fused fp16 export in $1 to profile"; return 0; }
+  ORT_ENABLE_ATTENTION_KERNEL_DEBUG_INFO=1 timeout "$2" "$python" \
+    "$root/training/benches/ort_cuda_probe.py" --profile 64 "$out" "$file" >"$out/profile.log" 2>&1 || true
+  grep -oE 'SdpaKernel=[A-Za-z_]+' "$out/profile.log" | sort | uniq -c >"$out/attention-kernels.txt" || true
+  sed 's/^/attention kernel runs: /' "$out/attention-kernels.txt"
+  grep -v 'SdpaKernel=' "$out/profile.log" | grep -v '^\s*$' | tail -n 30 || true
 }
 
 # Which ways of running the exports work on this GPU's ONNX Runtime, on the tiny preset
@@ -195,8 +219,37 @@ probe() {
   probe_tiny
   local models=$HOME/sd2-probe
   timeout 60 "$root/.gpu/bin/sd2-bench" --device cuda --export-only --out "$models/vit-l" || true
-  timeout 120 "$python" "$root/training/benches/ort_cuda_probe.py" --profile 64 "$out" \
-    "$models"/vit-l/*fused-fp16.onnx 2>&1 | grep -v '^\s*$' | tail -n 40 || true
+  profile_fused "$models/vit-l" 120
+}
+
+# `compare` (after the parts are stashed, carrying .gpu/bin, .gpu/cache and the last part):
+# the fused fp16 ViT-L/14 graph exported by .gpu/bin/sd2-bench-base (an earlier build, see
+# `pack`) and by .gpu/bin/sd2-bench, same random weights, timed against each other in one
+# process (training/benches/ort_graph_ab.py: ab.txt), beside the standard fp16 graph; then
+# one encoder layer's kernels through ONNX Runtime and PyTorch, one by one
+# (training/benches/encoder_kernels.py: kernels.txt). About three minutes.
+compare() {
+  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
+  prepare
+  local models=$HOME/sd2-compare bench=$root/.gpu/bin
+  [ -x "$bench/sd2-bench-base" ] || { echo "no .gpu/bin/sd2-bench-base: pack with SD2_BASE" >&2; exit 1; }
+  timeout 90 "$bench/sd2-bench-base" --device cuda --export-only --out "$models/base" >/dev/null
+  timeout 90 "$bench/sd2-bench" --device cuda --export-only --out "$models/this" >/dev/null
+  timeout 240 "$python" "$root/training/benches/ort_graph_ab.py" --batches 64,1,8,128 \
+    "$models"/base/*fused-fp16.onnx "$models"/this/*fused-fp16.onnx "$models"/this/*standard-fp16.onnx \
+    2>&1 | tee "$out/ab.txt" || true
+  encoder_kernels
+}
+
+# One encoder layer's kernels through ONNX Runtime and PyTorch (kernels.txt).
+encoder_kernels() {
+  timeout 240 "$python" "$root/training/benches/encoder_kernels.py" 2>&1 | tee "$out/kernels.txt" || true
+}
+
+kernels() {
+  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
+  prepare
+  encoder_kernels
 }
 
 # The device calls that `pack` prints, made here on the CPU: a copy of the checkout at
@@ -234,6 +287,8 @@ stash)
   ;;
 run) shift && run "$@" ;;
 probe) probe ;;
+compare) compare ;;
+kernels) kernels ;;
 rehearse) shift && rehearse "$@" ;;
 *)
   sed -n '2,/^set -euo/p' "$0" | sed '$d'
