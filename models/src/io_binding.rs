@@ -212,10 +212,19 @@ impl Runner {
     /// and checks that the replay gives what the first, plain run gave. Capture is
     /// process-wide in CUDA, so it is best done once, on the thread that will run the model,
     /// before any stream flows.
+    ///
+    /// The capture holds the process's CUDA gate alone (`cuda_gate`): no other thread's
+    /// CUDA work in this crate runs meanwhile, since in CUDA's global capture mode it would
+    /// fail and end the capture.
     pub fn capture_graphs(&mut self) -> Result<(), String> {
         if !self.graphs() {
             return Ok(());
         }
+        let Some(_capture) = crate::cuda_gate::exclusive() else {
+            return Err(
+                "CUDA graphs can not be captured where this thread is running CUDA work".into(),
+            );
+        };
         for b in BUCKETS {
             let x = probe_inputs(b * 3 * self.side * self.side);
             let run = |r: &mut Runner| r.run(&x, b).map_err(|e| format!("batch {b}: {e}"));
@@ -237,6 +246,7 @@ impl Runner {
 
     /// Runs `n` prepared faces (`n · 3 · S · S` values) and returns their logits, `n · 5`.
     pub fn run(&mut self, faces: &[f32], n: usize) -> ort::Result<Vec<f32>> {
+        let _gate = (self.memory != Memory::Cpu).then(crate::cuda_gate::shared);
         let k = DeepfakeType::COUNT;
         let per_face = 3 * self.side * self.side;
         // Pieces of at most the largest bucket bound the memory a slot holds.

@@ -6,6 +6,7 @@ pub use ort;
 pub mod atomic_write;
 pub mod classifier;
 pub mod crop;
+pub mod cuda_gate;
 pub mod image;
 pub mod io_binding;
 pub mod mtcnn;

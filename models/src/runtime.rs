@@ -265,6 +265,8 @@ pub fn open_session(
     config: SessionConfig,
     hint: &str,
 ) -> Result<LoadedSession, RuntimeError> {
+    // Opening a CUDA session allocates and creates cuBLAS and cuDNN handles.
+    let _gate = (device != Device::Cpu).then(crate::cuda_gate::shared);
     if !config.cuda_graph {
         return open_placed(path, device, config, hint);
     }

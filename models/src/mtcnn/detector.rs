@@ -177,6 +177,9 @@ fn run(
     shape: [usize; 4],
     data: &[f32],
 ) -> Result<Outputs, MtcnnError> {
+    // Opening a session for a new shape, closing the oldest, running: CUDA work
+    // (`cuda_gate`).
+    let _gate = sessions.cuda().then(crate::cuda_gate::shared);
     let session = sessions.get(shape)?;
     let fail = |e: ort::Error| MtcnnError::Inference {
         net: spec.name,

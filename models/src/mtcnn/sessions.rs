@@ -54,6 +54,11 @@ impl NetSessions {
         }
     }
 
+    /// Whether the sessions run on CUDA.
+    pub fn cuda(&self) -> bool {
+        self.device != Device::Cpu
+    }
+
     /// The session for inputs of `shape`, opened now if there is none yet.
     pub fn get(&mut self, shape: [usize; 4]) -> Result<&mut Session, RuntimeError> {
         self.clock += 1;

@@ -1,0 +1,156 @@
+//! One gate for the process's CUDA work, so that capturing a CUDA graph never races with
+//! another thread's.
+//!
+//! ONNX Runtime captures CUDA graphs in CUDA's global capture mode: while one thread
+//! captures, a `cudaMalloc`, a cuBLAS handle's creation or a synchronising call on *any*
+//! other thread fails, and invalidates the capture. On a lent H200, `sd2-bench` ran four
+//! face paths at once while the classifier captured its graphs on one of their threads:
+//! an MTCNN session's `cublasCreate` failed ("the library was not initialized") and the
+//! capture ended in CUDA error 901. In a process of several pipelines the same happens when
+//! `sd2deepfake` loads its model (and captures) while other streams' `sd2facedetect` open
+//! sessions for new shapes or run.
+//!
+//! So every CUDA session this crate opens or runs holds the gate shared
+//! ([`shared`]), and a capture holds it alone ([`exclusive`]): a capture waits for the runs
+//! in flight and holds the others back until it ends (once, when a model loads). Holding
+//! it again on a thread that holds it already is free, so callers need not know whether a
+//! caller up the stack took it. Work outside this crate (another library's CUDA) is not
+//! gated.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+static GATE: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// How many gates this thread holds (of either kind).
+    static HELD: Cell<usize> = const { Cell::new(0) };
+}
+
+enum Hold {
+    Shared(#[allow(dead_code)] RwLockReadGuard<'static, ()>),
+    Exclusive(#[allow(dead_code)] RwLockWriteGuard<'static, ()>),
+    /// The thread already held the gate.
+    Nested,
+}
+
+/// The gate, held until dropped. Not `Send`: it is released on the thread that took it.
+#[must_use = "the gate is released when this is dropped"]
+pub struct CudaGate {
+    _hold: Hold,
+    _thread: PhantomData<*const ()>,
+}
+
+impl CudaGate {
+    /// Whether this gate holds the lock alone.
+    pub fn is_exclusive(&self) -> bool {
+        matches!(self._hold, Hold::Exclusive(_))
+    }
+}
+
+impl Drop for CudaGate {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get() - 1));
+    }
+}
+
+fn take(hold: impl FnOnce() -> Hold) -> CudaGate {
+    let held = HELD.with(|h| {
+        let n = h.get();
+        h.set(n + 1);
+        n
+    });
+    CudaGate {
+        _hold: if held == 0 { hold() } else { Hold::Nested },
+        _thread: PhantomData,
+    }
+}
+
+/// Held by CUDA work that may run beside other such work: opening or running a session.
+pub fn shared() -> CudaGate {
+    take(|| Hold::Shared(GATE.read().unwrap_or_else(PoisonError::into_inner)))
+}
+
+/// Held while CUDA graphs are captured: waits until no other thread holds the gate. `None`
+/// when this thread holds it shared already (it cannot wait for itself): capture then is
+/// not safe here, and the caller should not capture.
+pub fn exclusive() -> Option<CudaGate> {
+    if HELD.with(Cell::get) > 0 {
+        return None;
+    }
+    Some(take(|| {
+        Hold::Exclusive(GATE.write().unwrap_or_else(PoisonError::into_inner))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_thread_holds_the_gate_again_without_waiting_for_itself() {
+        let outer = shared();
+        let inner = shared();
+        assert!(
+            exclusive().is_none(),
+            "an exclusive gate under a shared one"
+        );
+        drop(inner);
+        drop(outer);
+        let capture = exclusive().expect("nothing held");
+        assert!(capture.is_exclusive());
+        // Work the capture itself does (its runs) goes through.
+        let nested = shared();
+        assert!(!nested.is_exclusive());
+    }
+
+    #[test]
+    fn a_capture_waits_for_work_in_flight_and_holds_new_work_back() {
+        // Another thread is running: the capture must wait until it ends.
+        let (started, running) = mpsc::channel();
+        let (finish, finished) = mpsc::channel::<()>();
+        let ended = std::sync::Arc::new(AtomicBool::new(false));
+        let worker = {
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                let _gate = shared();
+                started.send(()).unwrap();
+                finished.recv().unwrap();
+                ended.store(true, Ordering::SeqCst);
+            })
+        };
+        running.recv().unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            finish.send(()).unwrap();
+        });
+        let capture = exclusive().expect("nothing held here");
+        assert!(
+            ended.load(Ordering::SeqCst),
+            "the capture began while another thread's work was in flight"
+        );
+        worker.join().unwrap();
+        releaser.join().unwrap();
+
+        // While it captures, another thread's work waits for it.
+        let capturing = std::sync::Arc::new(AtomicBool::new(true));
+        let waiter = {
+            let capturing = capturing.clone();
+            std::thread::spawn(move || {
+                let _gate = shared();
+                assert!(
+                    !capturing.load(Ordering::SeqCst),
+                    "work ran during the capture"
+                );
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        capturing.store(false, Ordering::SeqCst);
+        drop(capture);
+        waiter.join().unwrap();
+    }
+}
