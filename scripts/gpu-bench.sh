@@ -155,7 +155,8 @@ run() {
   if [ "$device" = cuda ]; then
     # Batch 1 and 64 first: the targets are there. torch.compile compiles twice in
     # this order (batch 1, then a dynamic batch that the rest reuse).
-    defaults+=(--batches 1,64,8,128,32 --rounds 3)
+    # Streams at once: how many 1080p streams the machine's 16 cores and GPU serve.
+    defaults+=(--batches 1,64,8,128,32 --rounds 3 --streams 4,8,16)
   fi
   # The device stops a call at 600 s, counted from the call's start: sd2-bench gets what is
   # left of $SD2_CALL_S less the profile's $SD2_PROFILE_S, and starts no batch size in its

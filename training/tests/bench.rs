@@ -103,3 +103,32 @@ fn no_batch_size_starts_after_the_deadline() {
     // The face path runs before the timings, so a run cut short keeps it.
     assert!(v["face_path"]["frames_per_second"].as_f64().unwrap() > 0.0);
 }
+
+/// `--streams 2`: two face paths at once, each with an MTCNN of its own and the classifier
+/// shared, as two `sd2facedetect` elements and one `sd2deepfake` service in a process.
+#[test]
+fn streams_at_once_find_the_faces_one_stream_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = bench(
+        dir.path(),
+        &["--frames", "2", "--streams", "2", "--deadline-s", "0"],
+    );
+    let one = &v["face_path"];
+    let two = &v["face_path_streams"][0];
+    assert_eq!(one["streams"], 1);
+    assert_eq!(two["streams"], 2);
+    assert_eq!(two["frames"], 2);
+    // Each stream runs both frames, so the crops per frame match the single stream's.
+    let per_frame = |f: &Value| {
+        f["crops_per_second"].as_f64().unwrap() / f["frames_per_second"].as_f64().unwrap()
+    };
+    assert!(per_frame(one) > 0.0);
+    assert!(
+        (per_frame(two) - per_frame(one)).abs() < 1e-6 * per_frame(one),
+        "{} crops a frame against {}",
+        per_frame(two),
+        per_frame(one)
+    );
+    assert!(two["ms_per_frame"]["mtcnn"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["face_path_streams"].as_array().unwrap().len(), 1);
+}

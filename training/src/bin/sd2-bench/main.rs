@@ -14,7 +14,8 @@
 //!    run is reported and left out; the rest of the run goes on.
 //! 4. Times the full face path on synthetic 1080p frames holding the sample faces: MTCNN,
 //!    crop, classify; crops per second and how many 25 fps streams it sustains analysing
-//!    one frame a second.
+//!    one frame a second. With `--streams 4,16`, also that many streams at once, each a
+//!    thread and an MTCNN of its own, the classifier shared.
 //! 5. Compares each variant's logits with the standard fp32 graph's on the same inputs
 //!    (on CUDA: how far fp16 moves them).
 //!
@@ -73,9 +74,14 @@ struct Args {
     /// Timings per path and batch size, taken in turn; the median is reported.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Frames of the face path.
+    /// Frames of the face path (per stream).
     #[arg(long, default_value_t = 20)]
     frames: usize,
+    /// Also time the face path with this many streams at once, each a thread and an MTCNN
+    /// of its own (as that many sd2facedetect elements), the classifier shared: how many
+    /// streams one machine serves (`--streams 4,16`).
+    #[arg(long, value_delimiter = ',')]
+    streams: Vec<usize>,
     /// Seconds from the start after which no further batch size is begun.
     #[arg(long)]
     deadline_s: Option<f64>,
@@ -240,13 +246,24 @@ fn main() -> Result<()> {
     let best_name = &ours.last().expect("a variant").0;
     eprintln!("timing the face path on 1080p frames ({best_name})");
     let best = models.last_mut().expect("a variant");
-    let face = face_path(best, device, args.frames, None)?;
+    let face = face_path(best, device, args.frames, None, 1)?;
     eprintln!("face path: {face}");
     // And with MTCNN's sessions held the other way, for the ratio between the two.
-    let other = face_path(best, device, args.frames, Some(!face.per_shape))?;
+    let other = face_path(best, device, args.frames, Some(!face.per_shape), 1)?;
     eprintln!("face path: {other}");
     report.face = Some(face);
     report.face_other = Some(other);
+    for &n in args.streams.iter().filter(|&&n| n > 1) {
+        match face_path(best, device, args.frames, None, n) {
+            Ok(f) => {
+                eprintln!("face path, {f}");
+                report.face_streams.push(f);
+            }
+            Err(e) => report.notes.push(format!(
+                "face path with {n} streams at once not timed: {e:#}"
+            )),
+        }
+    }
     report.status = status_notes(&ours, &models, &[], &[]);
     if let Some(p) = &args.json {
         report.write_json(p)?;
