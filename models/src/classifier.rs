@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use ort::value::{TensorElementType, ValueType};
 
 use crate::crop::CropRecipe;
+use crate::cuda_gate::Gated;
 use crate::image::RgbView;
 use crate::io_binding::{Memory, Runner, Staging};
 use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig, TensorSpec};
@@ -67,7 +68,7 @@ impl Verdict {
 /// intra-operator threads mostly wait; on CUDA one session takes the whole batch. Runs go
 /// through I/O binding (see [`crate::io_binding`]).
 pub struct DeepfakeModel {
-    runners: Vec<Runner>,
+    runners: Vec<Gated<Runner>>,
     path: PathBuf,
     recipe: CropRecipe,
     half: bool,
@@ -228,7 +229,13 @@ impl DeepfakeModel {
                 graphs: loaded.cuda_graph,
             },
         };
-        let runner = |s| Runner::new(s, memory, config.fixed_batches, half, side);
+        let cuda = memory != Memory::Cpu;
+        let runner = |s| {
+            Gated::new(
+                Runner::new(s, memory, config.fixed_batches, half, side),
+                cuda,
+            )
+        };
         let mut runners = vec![runner(session)];
         if loaded.placement == Placement::Cpu {
             for _ in 1..pool {
@@ -285,13 +292,8 @@ impl DeepfakeModel {
         let session = runtime::open_session(&self.path, Device::Cuda, config, "")?.session;
         let memory = Memory::Cuda { graphs: false };
         let side = self.recipe.input_size;
-        self.runners = vec![Runner::new(
-            session,
-            memory,
-            config.fixed_batches,
-            self.half,
-            side,
-        )];
+        let runner = Runner::new(session, memory, config.fixed_batches, self.half, side);
+        self.runners = vec![Gated::new(runner, true)];
         self.cuda_graph_off = Some(format!("CUDA graphs failed and were turned off: {why}"));
         self.settle()
     }
@@ -319,7 +321,7 @@ impl DeepfakeModel {
     /// Why the host side of CUDA runs uses pageable memory instead of pinned, once a run
     /// has found out.
     pub fn pageable_reason(&self) -> Option<&str> {
-        self.runners.iter().find_map(Runner::pageable_reason)
+        self.runners.iter().find_map(|r| r.pageable_reason())
     }
 
     /// How CUDA runs stage their tensors (`None` on the CPU), and why the ways tried before
@@ -338,7 +340,7 @@ impl DeepfakeModel {
 
     /// Whether runs capture and replay CUDA graphs.
     pub fn cuda_graph(&self) -> bool {
-        self.runners.iter().any(Runner::graphs)
+        self.runners.iter().any(|r| r.graphs())
     }
 
     /// Why CUDA graphs were asked for and are not used, when they are not.

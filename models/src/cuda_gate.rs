@@ -10,7 +10,7 @@
 //! `sd2deepfake` loads its model (and captures) while other streams' `sd2facedetect` open
 //! sessions for new shapes or run.
 //!
-//! So every CUDA session this crate opens or runs holds the gate shared
+//! So every CUDA session this crate opens, runs or drops ([`Gated`]) holds the gate shared
 //! ([`shared`]), and a capture holds it alone ([`exclusive`]): a capture waits for the runs
 //! in flight and holds the others back until it ends (once, when a model loads). Holding
 //! it again on a thread that holds it already is free, so callers need not know whether a
@@ -56,13 +56,15 @@ impl Drop for CudaGate {
 }
 
 fn take(hold: impl FnOnce() -> Hold) -> CudaGate {
-    let held = HELD.with(|h| {
-        let n = h.get();
-        h.set(n + 1);
-        n
-    });
+    // Counted once held: a panic while taking the lock leaves the count as it was.
+    let hold = if HELD.with(Cell::get) == 0 {
+        hold()
+    } else {
+        Hold::Nested
+    };
+    HELD.with(|h| h.set(h.get() + 1));
     CudaGate {
-        _hold: if held == 0 { hold() } else { Hold::Nested },
+        _hold: hold,
         _thread: PhantomData,
     }
 }
@@ -82,6 +84,45 @@ pub fn exclusive() -> Option<CudaGate> {
     Some(take(|| {
         Hold::Exclusive(GATE.write().unwrap_or_else(PoisonError::into_inner))
     }))
+}
+
+/// A value holding CUDA resources (a session, device memory), dropped under the gate:
+/// freeing device memory or destroying a cuBLAS handle is work that a capture on another
+/// thread must not meet, and a stream that stops can meet a model that loads.
+pub struct Gated<T> {
+    /// `None` only while being dropped.
+    value: Option<T>,
+    cuda: bool,
+}
+
+impl<T> Gated<T> {
+    /// `value`, dropped under the gate when `cuda` (else as usual).
+    pub fn new(value: T, cuda: bool) -> Self {
+        Gated {
+            value: Some(value),
+            cuda,
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Gated<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.value.as_ref().expect("present until dropped")
+    }
+}
+
+impl<T> std::ops::DerefMut for Gated<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.value.as_mut().expect("present until dropped")
+    }
+}
+
+impl<T> Drop for Gated<T> {
+    fn drop(&mut self) {
+        let _gate = self.cuda.then(shared);
+        drop(self.value.take());
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +147,22 @@ mod tests {
         // Work the capture itself does (its runs) goes through.
         let nested = shared();
         assert!(!nested.is_exclusive());
+    }
+
+    #[test]
+    fn a_cuda_value_is_dropped_under_the_gate() {
+        struct Probe(std::sync::Arc<AtomicBool>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                // The gate is held here: an exclusive one cannot be taken.
+                self.0.store(exclusive().is_none(), Ordering::SeqCst);
+            }
+        }
+        for cuda in [true, false] {
+            let gated = std::sync::Arc::new(AtomicBool::new(false));
+            drop(Gated::new(Probe(gated.clone()), cuda));
+            assert_eq!(gated.load(Ordering::SeqCst), cuda);
+        }
     }
 
     #[test]

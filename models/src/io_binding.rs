@@ -177,6 +177,8 @@ impl Runner {
         if self.memory == Memory::Cpu || self.graphs() {
             return Ok(());
         }
+        // CUDA work throughout, the slots' memory freed on a failure too (`cuda_gate`).
+        let _gate = crate::cuda_gate::shared();
         let x = probe_inputs(3 * self.side * self.side);
         loop {
             let failed = match self.run(&x, 1) {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 
+use crate::cuda_gate::Gated;
 use crate::runtime::{self, Device, RuntimeError, SessionConfig};
 
 /// At most this many sessions per network: a 4K frame's pyramid has 14 levels, the
@@ -27,7 +28,8 @@ pub(super) struct NetSessions {
     per_shape: bool,
     /// Each session with the shape it serves (`None`: none yet, or any shape when not
     /// `per_shape`) and when it was last used.
-    open: Vec<(Option<[usize; 4]>, Session, u64)>,
+    /// Dropped under the CUDA gate (`cuda_gate::Gated`).
+    open: Vec<(Option<[usize; 4]>, Gated<Session>, u64)>,
     clock: u64,
 }
 
@@ -49,7 +51,7 @@ impl NetSessions {
             config,
             hint: hint.to_owned(),
             per_shape,
-            open: vec![(None, first, 0)],
+            open: vec![(None, Gated::new(first, device != Device::Cpu), 0)],
             clock: 0,
         }
     }
@@ -84,7 +86,8 @@ impl NetSessions {
                 }
                 let loaded =
                     runtime::open_session(&self.path, self.device, self.config, &self.hint)?;
-                self.open.push((Some(shape), loaded.session, 0));
+                let session = Gated::new(loaded.session, self.cuda());
+                self.open.push((Some(shape), session, 0));
                 self.open.len() - 1
             }
         };

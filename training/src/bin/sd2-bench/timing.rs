@@ -168,13 +168,17 @@ pub fn face_path(
             spent[2] += done - cropped;
             anyhow::Ok(n)
         };
-        let warmed = loaded.map_err(anyhow::Error::from).and_then(|mut mtcnn| {
-            for img in &imgs {
-                frame(&mut mtcnn, img, &mut [0.0; 3])?;
-            }
-            Ok(mtcnn)
-        });
-        // Every stream reaches the barrier, a failed one too, so none waits forever.
+        // Every stream reaches the barrier, a failed or panicked one too, so none waits
+        // forever.
+        let warmed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            loaded.map_err(anyhow::Error::from).and_then(|mut mtcnn| {
+                for img in &imgs {
+                    frame(&mut mtcnn, img, &mut [0.0; 3])?;
+                }
+                Ok(mtcnn)
+            })
+        }))
+        .unwrap_or_else(|_| Err(anyhow!("stream {k} panicked while warming up")));
         ready.wait();
         let mut mtcnn = warmed?;
         let (mut crops, mut spent) = (0, [0f64; 3]);
@@ -192,6 +196,8 @@ pub fn face_path(
     };
     let (classifier, requests) = mpsc::channel::<Request>();
     let runs: Vec<StreamRun> = std::thread::scope(|s| {
+        // Owned here, so that a panic below drops it and no stream waits for an answer.
+        let requests = requests;
         let handles: Vec<_> = (0..streams)
             .map(|k| {
                 let (stream, classifier) = (&stream, classifier.clone());
@@ -218,7 +224,11 @@ pub fn face_path(
         }
         handles
             .into_iter()
-            .map(|h| h.join().expect("a face path stream panicked"))
+            .enumerate()
+            .map(|(k, h)| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("face path stream {k} panicked")))
+            })
             .collect::<Result<_>>()
     })?;
     let start = runs.iter().map(|r| r.start).min().expect("a stream");
