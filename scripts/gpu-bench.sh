@@ -144,6 +144,12 @@ for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcuran
   } 2>&1 | tee "$out/gpu.txt"
 }
 
+# prepare for the verbs that run on the GPU only (probe, compare, kernels).
+prepare_cuda() {
+  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
+  prepare
+}
+
 run() {
   device=${SD2_BENCH_DEVICE:-cuda} out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
   prepare
@@ -215,8 +221,7 @@ probe_tiny() {
 # Runtime's profiler (profile-*.txt: time by operator type, each kernel waited for): where
 # the encoder's time goes, and so what to fuse next. About two minutes.
 probe() {
-  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
-  prepare
+  prepare_cuda
   probe_tiny
   local models=$HOME/sd2-probe
   timeout 60 "$root/.gpu/bin/sd2-bench" --device cuda --export-only --out "$models/vit-l" || true
@@ -230,8 +235,7 @@ probe() {
 # one encoder layer's kernels through ONNX Runtime and PyTorch, one by one
 # (training/benches/encoder_kernels.py: kernels.txt). About three minutes.
 compare() {
-  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
-  prepare
+  prepare_cuda
   local models=$HOME/sd2-compare bench=$root/.gpu/bin
   [ -x "$bench/sd2-bench-base" ] || { echo "no .gpu/bin/sd2-bench-base: pack with SD2_BASE" >&2; exit 1; }
   timeout 90 "$bench/sd2-bench-base" --device cuda --export-only --out "$models/base" >/dev/null
@@ -248,8 +252,7 @@ encoder_kernels() {
 }
 
 kernels() {
-  device=cuda out=${OUT:-$root/.gpu/out} python=${SD2_BENCH_PYTHON:-python3}
-  prepare
+  prepare_cuda
   encoder_kernels
 }
 

@@ -263,23 +263,32 @@ impl Builder {
         (y, sum)
     }
 
+    /// `constant` broadcast to the batch's size: the first entry of `x` along an axis
+    /// (`slice`: the start, end and axis inputs of a Slice taking it) times zero, plus
+    /// `constant`. No Shape node: with no shape arithmetic in the graph, every node can
+    /// run on the GPU and nothing is computed on the host between kernels, the safe case
+    /// for capturing the graph as a CUDA graph.
+    pub fn batch_sized(&mut self, x: &str, slice: [&str; 3], name: &str, constant: &str) -> String {
+        let [start, end, axis] = slice;
+        let first = self.g.node("Slice", &[x, start, end, axis], vec![]);
+        let zero = self.g.scalar(&format!("{name}_zero"), 0.0, self.precision);
+        let first = self.g.node("Mul", &[&first, &zero], vec![]);
+        self.g.node("Add", &[&first, constant], vec![])
+    }
+
     /// A block of [`BIAS_LANES`] columns, `[1, 0, …, 0]` in every row of `x` (`[N, T, D]`),
-    /// made once and given to every [`Builder::linear_quick_gelu`]. Built from `x` itself
-    /// (a column of it times zero, plus the row), so it has the batch's size without a
-    /// Shape node.
+    /// made once and given to every [`Builder::linear_quick_gelu`]
+    /// ([`Builder::batch_sized`] over a column of `x`).
     pub fn bias_lanes(&mut self, x: &str) -> String {
         let (start, end, axis) = (
             self.g.int64s("bias_lanes_start", &[1], &[0]),
             self.g.int64s("bias_lanes_end", &[1], &[1]),
             self.g.int64s("bias_lanes_axis", &[1], &[-1]),
         );
-        let column = self.g.node("Slice", &[x, &start, &end, &axis], vec![]);
-        let zero = self.g.scalar("bias_lanes_zero", 0.0, self.precision);
-        let column = self.g.node("Mul", &[&column, &zero], vec![]);
         let mut row = vec![0.0; BIAS_LANES];
         row[0] = 1.0;
         let row = self.weight("bias_lanes_row", &[BIAS_LANES], &row);
-        self.g.node("Add", &[&column, &row], vec![])
+        self.batch_sized(x, [&start, &end, &axis], "bias_lanes", &row)
     }
 
     /// `QuickGelu(x · W + b)`, the bias carried by the MatMul: `x` gets the

@@ -178,23 +178,14 @@ pub fn export(
         &[1, 1, d],
         &values(vm.embeddings.class_embedding.val()),
     );
-    // One class token per face: the first patch token times zero plus the class embedding
-    // has the batch's size without a Shape node. With no shape arithmetic in the graph,
-    // every node can run on the GPU and nothing is computed on the host between kernels,
-    // the safe case for capturing the graph as a CUDA graph.
+    // One class token per face, of the batch's size (`Builder::batch_sized` over the first
+    // patch token); the same Slice then takes each layer's class token.
     let (cls_start, cls_end, cls_axis) = (
         b.g.int64s("cls_start", &[1], &[0]),
         b.g.int64s("cls_end", &[1], &[1]),
         b.g.int64s("cls_axis", &[1], &[1]),
     );
-    let first = b.g.node(
-        "Slice",
-        &[&patches, &cls_start, &cls_end, &cls_axis],
-        vec![],
-    );
-    let zero = b.g.scalar("cls_zero", 0.0, b.precision);
-    let first = b.g.node("Mul", &[&first, &zero], vec![]);
-    let cls = b.g.node("Add", &[&first, &cls], vec![]);
+    let cls = b.batch_sized(&patches, [&cls_start, &cls_end, &cls_axis], "cls", &cls);
     let tokens =
         b.g.node("Concat", &[&cls, &patches], vec![Attr::Int("axis", 1)]);
     let t = grid * grid + 1;
