@@ -236,11 +236,11 @@ impl DeepfakeModel {
                 cuda,
             )
         };
-        let mut runners = vec![runner(session)];
+        let mut runners = vec![runner(session.into_inner())];
         if loaded.placement == Placement::Cpu {
             for _ in 1..pool {
                 let s = runtime::open_session(path, Device::Cpu, each, hint)?.session;
-                runners.push(runner(s));
+                runners.push(runner(s.into_inner()));
             }
         }
         let mut model = DeepfakeModel {
@@ -289,7 +289,9 @@ impl DeepfakeModel {
             cuda_graph: false,
             ..self.config
         };
-        let session = runtime::open_session(&self.path, Device::Cuda, config, "")?.session;
+        let session = runtime::open_session(&self.path, Device::Cuda, config, "")?
+            .session
+            .into_inner();
         let memory = Memory::Cuda { graphs: false };
         let side = self.recipe.input_size;
         let runner = Runner::new(session, memory, config.fixed_batches, self.half, side);

@@ -118,10 +118,20 @@ impl<T> std::ops::DerefMut for Gated<T> {
     }
 }
 
+impl<T> Gated<T> {
+    /// The value, no longer dropped under the gate: for a caller that puts it at once into
+    /// something gated itself.
+    pub fn into_inner(mut self) -> T {
+        self.value.take().expect("present until dropped")
+    }
+}
+
 impl<T> Drop for Gated<T> {
     fn drop(&mut self) {
-        let _gate = self.cuda.then(shared);
-        drop(self.value.take());
+        if let Some(value) = self.value.take() {
+            let _gate = self.cuda.then(shared);
+            drop(value);
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use ort::session::Session;
 use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
 use ort::value::{TensorElementType, ValueType};
 
+use crate::cuda_gate::Gated;
 use crate::paths;
 
 /// Where a model should run, as a user asks for it.
@@ -117,7 +118,9 @@ pub fn environment() -> Result<&'static Environment, RuntimeError> {
 
 /// A session and where it runs.
 pub struct LoadedSession {
-    pub session: Session,
+    /// Dropped under the CUDA gate when it runs on CUDA, so that a load that fails after
+    /// opening it (a contract check) does not free device memory beside a capture.
+    pub session: Gated<Session>,
     pub placement: Placement,
     /// Why `auto` chose the CPU, when it did.
     pub fallback_reason: Option<String>,
@@ -125,6 +128,18 @@ pub struct LoadedSession {
     pub cuda_graph: bool,
     /// Why CUDA graphs were asked for and are not used, when they are not.
     pub cuda_graph_off: Option<String>,
+}
+
+impl LoadedSession {
+    fn new(session: Session, placement: Placement, fallback_reason: Option<String>) -> Self {
+        LoadedSession {
+            session: Gated::new(session, placement == Placement::Cuda),
+            placement,
+            fallback_reason,
+            cuda_graph: false,
+            cuda_graph_off: None,
+        }
+    }
 }
 
 impl fmt::Debug for LoadedSession {
@@ -313,22 +328,10 @@ fn open_placed(
     };
     match device {
         Device::Cpu => build(env, path, config, false)
-            .map(|session| LoadedSession {
-                session,
-                placement: Placement::Cpu,
-                fallback_reason: None,
-                cuda_graph: false,
-                cuda_graph_off: None,
-            })
+            .map(|session| LoadedSession::new(session, Placement::Cpu, None))
             .map_err(|(_, reason)| bad(reason)),
         Device::Cuda => match build(env, path, config, true) {
-            Ok(session) => Ok(LoadedSession {
-                session,
-                placement: Placement::Cuda,
-                fallback_reason: None,
-                cuda_graph: false,
-                cuda_graph_off: None,
-            }),
+            Ok(session) => Ok(LoadedSession::new(session, Placement::Cuda, None)),
             Err((true, reason)) => Err(RuntimeError::Cuda {
                 path: path.to_owned(),
                 reason,
@@ -336,21 +339,9 @@ fn open_placed(
             Err((false, reason)) => Err(bad(reason)),
         },
         Device::Auto => match build(env, path, config, true) {
-            Ok(session) => Ok(LoadedSession {
-                session,
-                placement: Placement::Cuda,
-                fallback_reason: None,
-                cuda_graph: false,
-                cuda_graph_off: None,
-            }),
+            Ok(session) => Ok(LoadedSession::new(session, Placement::Cuda, None)),
             Err((true, reason)) => build(env, path, config, false)
-                .map(|session| LoadedSession {
-                    session,
-                    placement: Placement::Cpu,
-                    fallback_reason: Some(reason),
-                    cuda_graph: false,
-                    cuda_graph_off: None,
-                })
+                .map(|session| LoadedSession::new(session, Placement::Cpu, Some(reason)))
                 .map_err(|(_, reason)| bad(reason)),
             Err((false, reason)) => Err(bad(reason)),
         },

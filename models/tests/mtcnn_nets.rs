@@ -18,6 +18,7 @@ fn session(spec: &NetSpec) -> ort::session::Session {
     runtime::open_session(&path, Device::Cpu, SessionConfig::default(), "")
         .unwrap()
         .session
+        .into_inner()
 }
 
 fn conv(sd: &StateDict, name: &str, x: &[f32], shape: [usize; 4]) -> (Vec<f32>, [usize; 4]) {

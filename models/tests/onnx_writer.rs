@@ -13,7 +13,7 @@ fn open(model: Model) -> (tempfile::TempDir, std::path::PathBuf, ort::session::S
     let path = dir.path().join("model.onnx");
     model.write(&path).unwrap();
     let s = runtime::open_session(&path, Device::Cpu, SessionConfig::default(), "").unwrap();
-    (dir, path, s.session)
+    (dir, path, s.session.into_inner())
 }
 
 /// Conv → PRelu → MaxPool(ceil) → Flatten → Gemm → Softmax, batch dynamic.

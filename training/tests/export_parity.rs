@@ -72,6 +72,7 @@ fn plain_session(path: &std::path::Path) -> ort::session::Session {
     runtime::open_session(path, OrtDevice::Cpu, SessionConfig::default(), "")
         .unwrap()
         .session
+        .into_inner()
 }
 
 /// (logits, embedding) from ONNX Runtime.

@@ -38,7 +38,7 @@ impl NetSessions {
     /// With `per_shape`, `first` serves the first shape asked for and the others get
     /// sessions of their own, opened the same way.
     pub fn new(
-        first: Session,
+        first: Gated<Session>,
         path: &Path,
         device: Device,
         config: SessionConfig,
@@ -51,7 +51,7 @@ impl NetSessions {
             config,
             hint: hint.to_owned(),
             per_shape,
-            open: vec![(None, Gated::new(first, device != Device::Cpu), 0)],
+            open: vec![(None, first, 0)],
             clock: 0,
         }
     }
@@ -86,8 +86,7 @@ impl NetSessions {
                 }
                 let loaded =
                     runtime::open_session(&self.path, self.device, self.config, &self.hint)?;
-                let session = Gated::new(loaded.session, self.cuda());
-                self.open.push((Some(shape), session, 0));
+                self.open.push((Some(shape), loaded.session, 0));
                 self.open.len() - 1
             }
         };

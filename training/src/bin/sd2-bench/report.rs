@@ -119,9 +119,9 @@ impl Report {
         }
         if let Some(f) = self.face {
             println!(
-                "face path (MTCNN + crop + classify, 1080p, {} frames): {f}; sustains {:.0} streams of 25 fps analysed at 1 frame/s",
+                "face path (MTCNN + crop + classify, 1080p, {} frames): {f}; {}",
                 f.frames,
-                f.frames_per_second.floor(),
+                sustains(&f),
             );
             if let Some(o) = self.face_other {
                 println!(
@@ -133,10 +133,7 @@ impl Report {
             }
         }
         for f in &self.face_streams {
-            println!(
-                "face path, {f}; sustains {:.0} streams of 25 fps analysed at 1 frame/s",
-                f.frames_per_second.floor()
-            );
+            println!("face path, {f}; {}", sustains(f));
         }
         for n in self.notes.iter().chain(&self.status) {
             println!("{n}");
@@ -174,4 +171,12 @@ impl Report {
         std::fs::rename(&part, path)?;
         Ok(())
     }
+}
+
+/// How many 25 fps streams `f` keeps up with when each is analysed at one frame a second.
+fn sustains(f: &FacePath) -> String {
+    format!(
+        "sustains {:.0} streams of 25 fps analysed at 1 frame/s",
+        f.frames_per_second.floor()
+    )
 }
