@@ -17,14 +17,45 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sd2-train")
 }
 
-fn run(args: &[&str]) -> String {
+/// Whether `sd2-train args` succeeded, and what it printed.
+fn sd2_train(args: &[&str]) -> (bool, String) {
     let out = Command::new(bin()).args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "sd2-train {args:?} failed:\n{text}");
+    (out.status.success(), text)
+}
+
+fn run(args: &[&str]) -> String {
+    let (ok, text) = sd2_train(args);
+    assert!(ok, "sd2-train {args:?} failed:\n{text}");
+    text
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `fit` of the tiny preset on `manifest` into `out`, one micro-batch a step, one text
+/// label a type, and `extra`.
+fn tiny_fit(manifest: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let (m, o) = (manifest.to_str().unwrap(), out.to_str().unwrap());
+    let base = ["fit", "--manifest", m, "--out", o, "--preset", "tiny"];
+    let tail = ["--accumulation", "1", "--labels-per-type", "1"];
+    base.iter()
+        .chain(extra)
+        .chain(&tail)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// What `sd2-train` says when it fails as it should.
+fn run_failing(args: &[&str]) -> String {
+    let (ok, text) = sd2_train(args);
+    assert!(!ok, "sd2-train {args:?} succeeded:\n{text}");
+    assert!(!text.contains("panicked"), "{text}");
     text
 }
 
@@ -260,31 +291,122 @@ fn two_devices_share_a_batch() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = demo_set(&dir.path().join("data"), 16);
     let out = dir.path().join("run");
-    let log = run(&[
-        "fit",
-        "--manifest",
-        manifest.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--preset",
-        "tiny",
-        "--lr",
-        "3e-3",
-        "--batch",
-        "8",
-        "--accumulation",
-        "1",
-        "--epochs",
-        "2",
-        "--devices",
-        "flex,flex",
-        "--no-augment",
-        "--labels-per-type",
-        "1",
-    ]);
+    let args = |out: &Path| {
+        let flags = ["--lr", "3e-3", "--batch", "8", "--epochs", "2"];
+        tiny_fit(
+            &manifest,
+            out,
+            &[&flags[..], &["--devices", "flex,flex"]].concat(),
+        )
+    };
+    let log = run(&strs(&args(&out)));
     assert!(log.contains("trained"), "{log}");
     let l = losses(&out);
     assert!(l.last().unwrap() < l.first().unwrap(), "{l:?}");
     // 60 training images, 16 per step over two devices: 4 steps an epoch.
     assert_eq!(l.len(), 8);
+    // The devices' threads draw their dropout masks in turns, each from its own seed: the
+    // same run again computes the same losses (so a resumed one can too).
+    let again = dir.path().join("again");
+    run(&strs(&args(&again)));
+    assert_eq!(losses(&again), l);
+}
+
+#[test]
+fn a_run_folder_is_not_overwritten_and_a_resume_keeps_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = demo_set(&dir.path().join("data"), 4);
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let started = tiny_fit(
+        &manifest,
+        &out,
+        &["--batch", "8", "--epochs", "1", "--lr", "1e-3"],
+    );
+    run(&strs(&started));
+    let first = sd2_train::train::checkpoint::latest(&out).unwrap();
+
+    // A new run into the same folder would replace the first run's checkpoints.
+    let e = run_failing(&strs(&started));
+    assert!(
+        e.contains("holds a run already") && e.contains("--resume"),
+        "{e}"
+    );
+    assert_eq!(sd2_train::train::checkpoint::latest(&out).unwrap(), first);
+
+    // Settings that change what the run computes are refused by name, not ignored.
+    let e = run_failing(&["fit", "--out", o, "--resume", "--lr", "1", "--no-clam"]);
+    assert!(e.contains("--lr, --no-clam would change"), "{e}");
+
+    // Another manifest, even under the same settings, would draw another data order.
+    let other = dir.path().join("other.jsonl");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    let first_row = text.lines().next().unwrap().to_owned();
+    text.push_str(&first_row);
+    text.push('\n');
+    std::fs::write(&other, text).unwrap();
+    let image_root = manifest.parent().unwrap().to_str().unwrap();
+    let e = run_failing(&[
+        "fit",
+        "--out",
+        o,
+        "--resume",
+        "--manifest",
+        other.to_str().unwrap(),
+        "--image-root",
+        image_root,
+    ]);
+    assert!(e.contains("not the manifest this run started with"), "{e}");
+
+    // When it stops may change: the run goes on for a second epoch.
+    let log = run(&["fit", "--out", o, "--resume", "--epochs", "2"]);
+    assert!(log.contains("resuming from"), "{log}");
+    let steps = losses(&out).len();
+    let state = sd2_train::train::checkpoint::read_state(
+        &sd2_train::train::checkpoint::latest(&out).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (state.step, state.epoch, state.config.epochs),
+        (steps, 2, 2)
+    );
+    assert_eq!(state.config.learning_rate, 1e-3);
+}
+
+#[test]
+fn a_diverging_run_stops_before_saving_nan_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = demo_set(&dir.path().join("data"), 4);
+    let out = dir.path().join("run");
+    let flags = ["--batch", "4", "--epochs", "4", "--checkpoint-every", "1"];
+    let e = run_failing(&strs(&tiny_fit(
+        &manifest,
+        &out,
+        &[&flags[..], &["--lr", "1e4"]].concat(),
+    )));
+    assert!(e.contains("training diverged") && e.contains("--lr"), "{e}");
+    // Every checkpoint it left holds finite weights.
+    let saved = sd2_train::train::checkpoint::list(&out);
+    for (_, c) in &saved {
+        assert!(
+            weights(c).iter().flatten().all(|w| w.is_finite()),
+            "{}",
+            c.display()
+        );
+    }
+    assert!(losses(&out).iter().all(|l| l.is_finite()));
+
+    // A run that can read none of its images says so instead of training on nothing.
+    let out2 = dir.path().join("run2");
+    let bad_root = ["--lr", "1e-3", "--image-root", "/nonexistent"];
+    let e = run_failing(&strs(&tiny_fit(
+        &manifest,
+        &out2,
+        &[&flags[..], &bad_root].concat(),
+    )));
+    assert!(
+        e.contains("not one image of the train split could be read"),
+        "{e}"
+    );
+    assert!(sd2_train::train::checkpoint::list(&out2).is_empty());
 }

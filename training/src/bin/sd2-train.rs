@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use sd2_models::crop::CropRecipe;
 use sd2_models::paths;
 use sd2_train::clip::ClipConfig;
@@ -151,7 +152,9 @@ struct Fit {
     /// Run folder: checkpoints/, metrics.jsonl.
     #[arg(long)]
     out: PathBuf,
-    /// Continue from the newest checkpoint in --out (its settings win).
+    /// Continue from the newest checkpoint in --out, with its settings: of the others, only
+    /// --manifest, --image-root (the same file moved), --epochs, --max-steps,
+    /// --checkpoint-every, --keep-checkpoints, --workers and --devices (as many) may be given.
     #[arg(long)]
     resume: bool,
     /// Pretrained CLIP: a Hugging Face folder (config.json + model.safetensors) or a
@@ -313,8 +316,83 @@ fn run_config(f: &Fit) -> Result<RunConfig> {
     })
 }
 
+/// Flags of `fit` that a resumed run may change ([`RunConfig::continues`]).
+const RESUMABLE: [&str; 10] = [
+    "out",
+    "resume",
+    "manifest",
+    "image_root",
+    "epochs",
+    "max_steps",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "workers",
+    "devices",
+];
+
+/// `run`, the settings of the run to resume, with the flags given on the command line
+/// (`given`) that may change; the others are refused by name rather than ignored.
+fn resumed_config(f: &Fit, given: &ArgMatches, run: RunConfig) -> Result<RunConfig> {
+    let mut c = run;
+    let explicit = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
+    let fit = Cli::command();
+    let fit = fit.find_subcommand("fit").expect("the fit command");
+    let refused: Vec<String> = fit
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| explicit(id) && !RESUMABLE.contains(id))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !refused.is_empty() {
+        bail!(
+            "{} would change what the run in {} computes: --resume continues it with the settings \
+             it started with (only --manifest, --image-root, --epochs, --max-steps, \
+             --checkpoint-every, --keep-checkpoints, --workers and --devices may change). Leave \
+             them out, or start a new run with another --out",
+            refused.join(", "),
+            f.out.display()
+        );
+    }
+    if let Some(m) = f.manifest.clone().filter(|_| explicit("manifest")) {
+        c.manifest = m;
+    }
+    if explicit("image_root") {
+        c.image_root = f.image_root.clone();
+    }
+    if explicit("epochs") {
+        c.epochs = f.epochs;
+    }
+    if explicit("max_steps") {
+        c.max_steps = f.max_steps;
+    }
+    if explicit("checkpoint_every") {
+        c.checkpoint_every = f.checkpoint_every;
+    }
+    if explicit("keep_checkpoints") {
+        c.keep_checkpoints = f.keep_checkpoints;
+    }
+    if explicit("workers") {
+        c.workers = f.workers.unwrap_or_else(cores);
+    }
+    if explicit("devices") {
+        if f.devices.len() != c.devices.len() {
+            bail!(
+                "--devices: the run in {} divides each batch among {} device(s); a resumed run \
+                 needs as many (given: {})",
+                f.out.display(),
+                c.devices.len(),
+                f.devices.len()
+            );
+        }
+        c.devices = f.devices.clone();
+    }
+    Ok(c)
+}
+
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches)?;
+    match cli.command {
         Command::MakeDemoSet(d) => {
             let (photos, people) =
                 synthetic::sample_photos(&paths::samples_dir(), &paths::model_dir().join("mtcnn"))
@@ -339,22 +417,20 @@ fn main() -> Result<()> {
             );
         }
         Command::Fit(f) => {
-            let resuming = f.resume && train::checkpoint::latest(&f.out).is_some();
-            let config = if resuming {
-                // The checkpoint's settings win; this one is not used.
-                None
-            } else {
-                Some(run_config(&f)?)
-            };
-            let config = match config {
-                Some(c) => c,
-                None => {
-                    train::checkpoint::read_state(
-                        &train::checkpoint::latest(&f.out).expect("checked"),
-                    )
-                    .map_err(anyhow::Error::msg)?
-                    .config
+            // The newest checkpoint whose state reads (fit falls back the same way).
+            let run = f
+                .resume
+                .then(|| train::checkpoint::list(&f.out))
+                .into_iter()
+                .flatten()
+                .rev()
+                .find_map(|(_, dir)| train::checkpoint::read_state(&dir).ok());
+            let config = match run {
+                Some(state) => {
+                    let given = matches.subcommand_matches("fit").expect("the fit command");
+                    resumed_config(&f, given, state.config)?
                 }
+                None => run_config(&f)?,
             };
             let s = train::fit(config, &f.out, f.resume)?;
             println!(

@@ -105,6 +105,23 @@ pub enum ManifestError {
     Empty { path: PathBuf, problems: usize },
 }
 
+/// The 64-bit FNV-1a hash: stable across Rust versions and platforms, unlike std's hasher.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 /// An opened manifest.
 pub struct Manifest {
     pub path: PathBuf,
@@ -115,6 +132,8 @@ pub struct Manifest {
     /// Lines skipped, with why (the first 100).
     pub problems: Vec<String>,
     pub skipped: usize,
+    /// FNV-1a of the file's bytes: what a resumed run checks it trains on the same rows.
+    pub digest: u64,
     file: Mutex<File>,
 }
 
@@ -147,6 +166,7 @@ impl Manifest {
         // Bytes, not a String: a line that is not UTF-8 is one bad row, not a bad file.
         let mut line = Vec::new();
         let mut number = 0u32;
+        let mut digest = Fnv1a::default();
         loop {
             line.clear();
             let n = reader
@@ -156,9 +176,15 @@ impl Manifest {
                 break;
             }
             number += 1;
-            let start = offset;
+            digest.write(&line);
+            // Editors on Windows begin UTF-8 files with a byte-order mark: not part of a row.
+            let body = match line.strip_prefix(b"\xEF\xBB\xBF") {
+                Some(rest) if number == 1 => rest,
+                _ => &line[..],
+            };
+            let start = offset + (n - body.len()) as u64;
             offset += n as u64;
-            let text = line.trim_ascii();
+            let text = body.trim_ascii();
             if text.is_empty() || text.starts_with(b"#") {
                 continue;
             }
@@ -175,7 +201,7 @@ impl Manifest {
                     let group = intern(row.group_or_image(), &mut groups, &mut group_ids) as u32;
                     entries.push(Entry {
                         offset: start,
-                        len: n as u32,
+                        len: body.len() as u32,
                         line: number,
                         kind: row.kind,
                         split: row.split,
@@ -214,6 +240,7 @@ impl Manifest {
             groups,
             problems,
             skipped,
+            digest: digest.0,
             file: Mutex::new(file),
         })
     }
@@ -298,6 +325,27 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("no usable rows (1 lines skipped)")
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_cost_the_first_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.jsonl");
+        let rows = "{\"image\": \"a.png\", \"type\": \"FE\"}\n{\"image\": \"b.png\", \"type\": \"REAL\"}\n";
+        std::fs::write(&path, format!("\u{feff}{rows}")).unwrap();
+        let m = Manifest::open(&path, None).unwrap();
+        assert_eq!((m.entries.len(), m.skipped), (2, 0), "{:?}", m.problems);
+        assert_eq!(m.row(0).unwrap().image, "a.png");
+        assert_eq!(m.row(1).unwrap().image, "b.png");
+        // The digest follows the bytes.
+        let plain = dir.path().join("plain.jsonl");
+        std::fs::write(&plain, rows).unwrap();
+        assert_ne!(Manifest::open(&plain, None).unwrap().digest, m.digest);
+        std::fs::write(&path, rows).unwrap();
+        assert_eq!(
+            Manifest::open(&path, None).unwrap().digest,
+            Manifest::open(&plain, None).unwrap().digest
         );
     }
 }

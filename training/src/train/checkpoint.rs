@@ -28,6 +28,19 @@ pub struct RunState {
     /// Images trained on so far.
     pub images: u64,
     pub config: RunConfig,
+    /// The manifest the run trains on, which a resumed run must see again (the data order
+    /// is drawn over its rows). Absent in checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestPrint>,
+}
+
+/// What identifies a manifest's contents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestPrint {
+    /// Usable rows, all splits.
+    pub rows: usize,
+    /// FNV-1a of the file's bytes.
+    pub digest: u64,
 }
 
 impl RunState {
@@ -67,6 +80,7 @@ impl RunState {
                 workers: 1,
                 devices: vec!["flex".into()],
             },
+            manifest: None,
         }
     }
 }
@@ -97,6 +111,14 @@ pub fn save(
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
     write_files(&tmp)?;
+    // On disk before the folder is renamed into place, so that a power cut leaves no
+    // complete-looking checkpoint with truncated weights.
+    for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        if let Ok(f) = std::fs::File::open(entry.path()) {
+            f.sync_all()
+                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        }
+    }
     let json = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
     sd2_models::atomic_write::write_atomic(&tmp.join("state.json"), json.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -109,6 +131,20 @@ pub fn save(
     }
     prune(out, keep);
     Ok(final_dir)
+}
+
+/// Removes what saves that a killed run left half done (`.tmp-step-*`) hold: a ViT-L/14
+/// checkpoint's weights, each. Call before a run begins saving.
+pub fn remove_unfinished(out: &Path) {
+    for e in std::fs::read_dir(checkpoints_dir(out))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if e.file_name().to_string_lossy().starts_with(".tmp-step-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Complete checkpoints, oldest first.

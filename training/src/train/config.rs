@@ -48,6 +48,26 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Whether a run of `self` continues `other` exactly: everything that decides what it
+    /// computes agrees. What may differ: when it stops (`epochs`, `max_steps`), how it saves
+    /// (`checkpoint_every`, `keep_checkpoints`), decoding threads, which devices (not how
+    /// many: they divide each batch), and where the manifest and images are (a resumed run
+    /// checks the manifest's contents instead).
+    pub fn continues(&self, other: &RunConfig) -> bool {
+        let computation = |c: &RunConfig| RunConfig {
+            manifest: PathBuf::new(),
+            image_root: None,
+            epochs: 0,
+            max_steps: None,
+            checkpoint_every: 0,
+            keep_checkpoints: 0,
+            workers: 0,
+            devices: vec![String::new(); c.devices.len()],
+            ..c.clone()
+        };
+        computation(self) == computation(other)
+    }
+
     /// Refuses settings a run cannot train with, before anything is loaded.
     pub fn validate(&self) -> Result<(), String> {
         for (name, v) in [

@@ -24,10 +24,10 @@ use crate::data::rng::Rng;
 use crate::labels::TextLabels;
 use crate::model::Sd2Model;
 use crate::tokenizer::ClipTokenizer;
-use checkpoint::RunState;
+use checkpoint::{ManifestPrint, RunState};
 pub use config::RunConfig;
 use progress::{Progress, StepMetrics};
-use step::forward_backward;
+use step::{ForwardRng, forward_backward};
 
 /// Touches every parameter once in a fixed order, so lazily initialised weights are drawn
 /// from the seeded generator in the same order on every run.
@@ -97,45 +97,70 @@ pub struct FitSummary {
     pub last_loss: Option<f64>,
 }
 
-/// Trains; with `resume`, continues from the newest checkpoint in `out` when there is one.
+/// A checkpoint loaded to continue from.
+struct Resumed {
+    dir: PathBuf,
+    state: RunState,
+    model: Sd2Model,
+    opt: ModuleOptimizer,
+}
+
+/// Loads checkpoint `dir` to continue it as `config` on `main`. `Ok(Err(_))`: the checkpoint
+/// is unreadable (an earlier one may do); `Err(_)`: `config` is not its run.
+fn load_checkpoint(
+    dir: &Path,
+    config: &RunConfig,
+    main: &Device,
+) -> Result<Result<Resumed, String>> {
+    let state = match checkpoint::read_state(dir) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !config.continues(&state.config) {
+        bail!(
+            "{}: the settings given are not the ones this run started with (only when it stops, \
+             how it saves, decoding threads and which devices may change; the run's are in its \
+             state.json)",
+            dir.display()
+        );
+    }
+    // The checkpoint holds the whole model: the pretrained CLIP file is not needed.
+    main.seed(config.seed);
+    let model = match checkpoint::load_model(dir, &config.model, main) {
+        Ok(m) => m.freeze_clip(),
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    let optim = dir.join("optim.bpk");
+    let opt = match optimizer(config).load(&optim) {
+        Ok(o) => o,
+        Err(e) => return Ok(Err(format!("{}: {e:?}", optim.display()))),
+    };
+    Ok(Ok(Resumed {
+        dir: dir.to_owned(),
+        state: RunState {
+            config: config.clone(),
+            ..state
+        },
+        model,
+        opt,
+    }))
+}
+
+/// Trains; with `resume`, continues from the newest checkpoint in `out` that loads (an older
+/// one when the newest is damaged), with `config`'s settings where they may differ from the
+/// run's ([`RunConfig::continues`]). Without `resume`, `out` must hold no checkpoints.
 pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let resume_from = if resume {
-        checkpoint::latest(out)
-    } else {
-        None
-    };
-    let (config, mut state) = match &resume_from {
-        Some(dir) => {
-            let s = checkpoint::read_state(dir).map_err(anyhow::Error::msg)?;
-            eprintln!(
-                "resuming from {} (step {}, epoch {}, batch {})",
-                dir.display(),
-                s.step,
-                s.epoch + 1,
-                s.batch
-            );
-            (s.config.clone(), s)
-        }
-        None => {
-            if resume {
-                eprintln!(
-                    "no checkpoint in {} to resume from: starting a new run",
-                    checkpoint::checkpoints_dir(out).display()
-                );
-            }
-            (
-                config.clone(),
-                RunState {
-                    step: 0,
-                    epoch: 0,
-                    batch: 0,
-                    images: 0,
-                    config,
-                },
-            )
-        }
-    };
+    checkpoint::remove_unfinished(out);
+    let saved = checkpoint::list(out);
+    if !resume && let Some((step, dir)) = saved.last() {
+        bail!(
+            "{} holds a run already (its newest checkpoint: {}, step {step}): pass --resume to \
+             continue it, or give a new run another --out",
+            out.display(),
+            dir.display()
+        );
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     let devices: Vec<Device> = config
         .devices
@@ -146,20 +171,57 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         bail!("no device to train on");
     }
     let main = devices[0].clone();
-    let mut opt = optimizer(&config);
-    let mut model = match &resume_from {
-        // The checkpoint holds the whole model: the pretrained CLIP file is not needed.
-        Some(dir) => {
-            main.seed(config.seed);
-            checkpoint::load_model(dir, &config.model, &main)?.freeze_clip()
+    let mut resumed = None;
+    for (_, dir) in saved.iter().rev() {
+        match load_checkpoint(dir, &config, &main)? {
+            Ok(r) => {
+                resumed = Some(r);
+                break;
+            }
+            Err(why) => eprintln!(
+                "{}: cannot be resumed from ({why}); trying the one before",
+                dir.display()
+            ),
         }
-        None => build_model(&config, &main)?,
-    };
-    if let Some(dir) = &resume_from {
-        opt = opt
-            .load(dir.join("optim.bpk"))
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", dir.join("optim.bpk").display()))?;
     }
+    if resume && resumed.is_none() {
+        if !saved.is_empty() {
+            bail!(
+                "none of the {} checkpoints in {} could be loaded",
+                saved.len(),
+                checkpoint::checkpoints_dir(out).display()
+            );
+        }
+        eprintln!(
+            "no checkpoint in {} to resume from: starting a new run",
+            checkpoint::checkpoints_dir(out).display()
+        );
+    }
+    let (mut state, mut model, mut opt, resume_from) = match resumed {
+        Some(r) => {
+            eprintln!(
+                "resuming from {} (step {}, epoch {}, batch {})",
+                r.dir.display(),
+                r.state.step,
+                r.state.epoch + 1,
+                r.state.batch
+            );
+            (r.state, r.model, r.opt, Some(r.dir))
+        }
+        None => (
+            RunState {
+                step: 0,
+                epoch: 0,
+                batch: 0,
+                images: 0,
+                config: config.clone(),
+                manifest: None,
+            },
+            build_model(&config, &main)?,
+            optimizer(&config),
+            None,
+        ),
+    };
 
     let manifest = Arc::new(Manifest::open(
         &config.manifest,
@@ -178,6 +240,23 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     let rows = manifest.split(Split::Train);
     if rows.is_empty() {
         bail!("{}: no rows in the train split", manifest.path.display());
+    }
+    let print = ManifestPrint {
+        rows: manifest.entries.len(),
+        digest: manifest.digest,
+    };
+    match state.manifest {
+        Some(was) if was != print => bail!(
+            "{}: not the manifest this run started with ({} rows, digest {:016x}; this one: {} \
+             rows, digest {:016x}); the data order is drawn over its rows, so a resumed run needs \
+             the same file",
+            manifest.path.display(),
+            was.rows,
+            was.digest,
+            print.rows,
+            print.digest
+        ),
+        _ => state.manifest = Some(print),
     }
     let tok = ClipTokenizer::from_vocab_file(&config.vocab)?;
     let labels = match &config.labels {
@@ -218,6 +297,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         }
     };
     let mut replicas = replicate(&model);
+    let rng_turns = std::sync::Mutex::new(());
 
     'epochs: while state.step < total_steps && state.epoch < config.epochs {
         let order = Arc::new(epoch_order(&rows, config.seed, state.epoch as u64));
@@ -231,9 +311,14 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         let mut acc = GradientsAccumulator::new();
         let (mut micro, mut images, mut skipped, mut sums, mut counts) =
             (0, 0usize, 0usize, [0f64; 5], [0usize; 5]);
+        // Whether this pass reads the whole epoch, what it read, and the first row it could not.
+        let (whole_epoch, mut epoch_images, mut first_skip) = (state.batch == 0, 0, None);
         for batch in stream {
             for s in &batch.skipped {
                 progress.note(&format!("skipping {s}"));
+            }
+            if first_skip.is_none() {
+                first_skip = batch.skipped.first().cloned();
             }
             skipped += batch.skipped.len();
             let mut rng = Rng::keyed(
@@ -242,14 +327,18 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
             );
             let label_set = labels.sample(|_, n| rng.below(n));
             if !batch.samples.is_empty() {
-                // Dropout masks follow the seed and the batch's position, so a resumed run draws the same ones.
-                main.seed(
-                    Rng::keyed(
-                        config.seed,
-                        &[state.epoch as u64, batch.index as u64, 0xD50],
-                    )
+                // Dropout masks follow the seed, the batch's position and the shard, so a
+                // resumed run draws the same ones.
+                let (epoch, index) = (state.epoch as u64, batch.index as u64);
+                let rng = |shard: usize| ForwardRng {
+                    lock: &rng_turns,
+                    seed: if shards == 1 {
+                        Rng::keyed(config.seed, &[epoch, index, 0xD50])
+                    } else {
+                        Rng::keyed(config.seed, &[epoch, index, shard as u64, 0xD50])
+                    }
                     .next_u64(),
-                );
+                };
                 let refs: Vec<&Sample> = batch.samples.iter().collect();
                 let share = 1.0 / config.accumulation as f64;
                 let outputs = if shards == 1 {
@@ -261,6 +350,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                         &config.loss,
                         side,
                         share,
+                        rng(0),
                     )]
                 } else {
                     let chunk = refs.len().div_ceil(shards);
@@ -268,13 +358,15 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                         let handles: Vec<_> = refs
                             .chunks(chunk)
                             .zip(&replicas)
-                            .map(|(part, m)| {
+                            .enumerate()
+                            .map(|(shard, (part, m))| {
                                 let weight = share * part.len() as f64 / refs.len() as f64;
                                 let (label_set, tok, loss, main) =
                                     (&label_set, &tok, &config.loss, &main);
+                                let rng = rng(shard);
                                 scope.spawn(move || {
                                     let mut o = forward_backward(
-                                        m, part, label_set, tok, loss, side, weight,
+                                        m, part, label_set, tok, loss, side, weight, rng,
                                     );
                                     o.grads = o.grads.to_device(main, m);
                                     o
@@ -288,9 +380,30 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                     })
                 };
                 for o in outputs {
+                    let total = o.losses.total.into_scalar::<f32>();
+                    if !total.is_finite() {
+                        // Stepping on it would make every weight NaN, and the next
+                        // checkpoints would replace the good ones.
+                        bail!(
+                            "step {}: the loss is {total} (epoch {}, micro-batch {}): training \
+                             diverged; nothing of this step was saved{}. Try a lower --lr \
+                             (this run's: {:e})",
+                            state.step + 1,
+                            state.epoch + 1,
+                            batch.index + 1,
+                            last_checkpoint
+                                .as_ref()
+                                .map(|c: &PathBuf| format!(
+                                    ", and {} is the last checkpoint",
+                                    c.display()
+                                ))
+                                .unwrap_or_default(),
+                            config.learning_rate
+                        );
+                    }
                     acc.accumulate(&model, o.grads);
                     let parts = [
-                        Some(o.losses.total.into_scalar::<f32>()),
+                        Some(total),
                         o.losses.classification,
                         o.losses.separation,
                         o.losses.face,
@@ -304,17 +417,30 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                     }
                 }
                 images += refs.len();
+                epoch_images += refs.len();
             }
             micro += 1;
             state.batch = batch.index + 1;
             let end_of_epoch = state.batch == batches_per_epoch;
+            if end_of_epoch && whole_epoch && epoch_images == 0 {
+                bail!(
+                    "{}: not one image of the train split could be read (the first: {}); is \
+                     --image-root right?",
+                    manifest.path.display(),
+                    first_skip.as_deref().unwrap_or("none skipped")
+                );
+            }
             if micro < config.accumulation && !end_of_epoch {
                 continue;
             }
             let lr = learning_rate(&config, state.step);
             let grads: GradientsParams = acc.grads();
-            model = opt.step(lr, model, grads);
-            replicas = replicate(&model);
+            // A step whose images were all unreadable has no gradient; AdamW would still
+            // move the weights (momentum, weight decay), so it is not taken.
+            if images > 0 {
+                model = opt.step(lr, model, grads);
+                replicas = replicate(&model);
+            }
             state.step += 1;
             state.images += images as u64;
             if end_of_epoch {
@@ -341,7 +467,9 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                 ..StepMetrics::default()
             })?;
             (micro, images, skipped, sums, counts) = (0, 0, 0, [0.0; 5], [0; 5]);
-            if state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps {
+            let due = state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps;
+            // Nothing is saved before the run has trained on an image.
+            if due && state.images > 0 {
                 last_checkpoint = Some(save(&model, &opt, out, &state, config.keep_checkpoints)?);
             }
             if state.step >= total_steps {
