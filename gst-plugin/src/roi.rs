@@ -33,7 +33,8 @@ pub fn register_metas() {
 /// `confidence`, one probability per type under the type's name, `fake_score`
 /// (1 − p(REAL)), `model_name`, `track_id`, `frames_ago` (frames since the verdict was
 /// computed) and `analysed` (false on a frame the element let pass unanalysed because its
-/// queue was full: the verdict is the track's last one).
+/// queue was full, or when the face was due and its classification failed: the verdict is
+/// the track's last one).
 pub fn deepfake_param(
     v: &Verdict,
     model_name: &str,
@@ -54,6 +55,17 @@ pub fn deepfake_param(
         .field("track_id", track_id)
         .field("frames_ago", frames_ago)
         .field("analysed", analysed)
+        .build()
+}
+
+/// The `deepfake` param of a face the element has no verdict for (first seen on a frame it
+/// let pass unanalysed, or whose classification failed): `model_name`, `track_id` and
+/// `analysed` (false), without a label.
+pub fn unanalysed_param(model_name: &str, track_id: u64) -> gst::Structure {
+    gst::Structure::builder(DEEPFAKE)
+        .field("model_name", model_name)
+        .field("track_id", track_id)
+        .field("analysed", false)
         .build()
 }
 

@@ -447,6 +447,7 @@ fn a_short_buffer_with_a_face_is_reported_and_passed_on() {
         params.len() == 1 && params[0].is_none(),
         "a face it could not crop: {params:?}"
     );
+    assert_eq!(analysed(&out), [Some(false)], "marked not analysed");
     assert_eq!(
         verdict(&out).unwrap().get::<u32>("analysed_faces").unwrap(),
         0

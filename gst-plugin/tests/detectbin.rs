@@ -133,3 +133,15 @@ fn a_bad_model_path_fails_naming_it() {
     let err = start_error(&p).expect("an error");
     assert!(err.contains("/nonexistent/m.onnx does not exist"), "{err}");
 }
+
+#[test]
+fn an_input_without_video_fails_saying_so() {
+    init();
+    let p = gst::parse::launch(&format!(
+        "audiotestsrc num-buffers=5 ! sd2bin model={} ! fakesink",
+        demo_model().display()
+    ))
+    .unwrap();
+    let err = start_error(&p).expect("an error, not a pipeline prerolling forever");
+    assert!(err.contains("no video stream"), "{err}");
+}

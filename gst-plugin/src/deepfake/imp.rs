@@ -21,7 +21,9 @@
 //! classify wait; when that many do, `queue-mode=block` holds the streaming thread
 //! (nothing is lost) and `queue-mode=skip` lets the frame pass unanalysed (its faces carry
 //! their tracks' last verdicts, marked `analysed=false`), counted in `skipped-frames` and
-//! reported by an `sd2-deepfake-skipped` message. Elements running the same model file on
+//! reported by an `sd2-deepfake-skipped` message. However many of them have faces, at most
+//! `max-queued-frames` frames wait in all; beyond, the streaming thread waits in either mode
+//! (a downstream that takes no frames holds the element back, as it would any other). Elements running the same model file on
 //! the same device share one loaded model, which batches faces across them.
 //!
 //! Faces are followed across frames by box overlap; a tracked face goes back to the model
@@ -80,6 +82,7 @@ struct Settings {
     cuda_graph: bool,
     batch_size: u32,
     max_in_flight: u32,
+    max_queued_frames: u32,
     queue_mode: QueueMode,
     threshold: f32,
     inference_interval: u32,
@@ -96,6 +99,7 @@ impl Default for Settings {
             cuda_graph: false,
             batch_size: 32,
             max_in_flight: 4,
+            max_queued_frames: 64,
             queue_mode: QueueMode::default(),
             threshold: 0.5,
             inference_interval: 1,
@@ -186,6 +190,7 @@ impl Deepfake {
             return Err(gst::FlowError::Flushing);
         };
         let Some((width, height)) = st.size else {
+            drop(guard);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -204,13 +209,25 @@ impl Deepfake {
             .map(|&t| due(&st.tracker.tracks[t].state, frame, analysed, reclassify))
             .collect();
         let needs_model = wanted.iter().any(|&w| w);
-        // Room for a frame that goes to the model?
+        // Room for the frame? One that goes to the model needs a place among the
+        // `max-in-flight` (else queue-mode decides), and every frame one among the
+        // `max-queued-frames`, which only a downstream that takes no frames, or a model far
+        // slower than the stream, fills: then the thread waits whatever the mode.
         let mut skipped = false;
-        if needs_model {
+        {
             let mut q = self.shared.lock();
-            while q.in_flight >= settings.max_in_flight.max(1) as usize && !q.flushing {
-                if settings.queue_mode == QueueMode::Skip {
+            loop {
+                if q.flushing {
+                    return Err(gst::FlowError::Flushing);
+                }
+                let mut model_full = needs_model
+                    && !skipped
+                    && q.in_flight >= settings.max_in_flight.max(1) as usize;
+                if model_full && settings.queue_mode == QueueMode::Skip {
                     skipped = true;
+                    model_full = false;
+                }
+                if !model_full && q.frames < settings.max_queued_frames.max(1) as usize {
                     break;
                 }
                 drop(guard);
@@ -222,14 +239,13 @@ impl Deepfake {
                     return Err(gst::FlowError::Flushing);
                 }
             }
-            if q.flushing {
-                return Err(gst::FlowError::Flushing);
-            }
-            if !skipped {
+            if needs_model && !skipped {
                 q.in_flight += 1;
             }
+            q.frames += 1;
         }
         let st = guard.as_mut().expect("checked above");
+        let mut skip_message = None;
         if skipped {
             st.skipped += 1;
             if !st.skipping {
@@ -238,18 +254,19 @@ impl Deepfake {
                     imp = self,
                     "queue full: frame {frame} passes unanalysed"
                 );
-                let msg = gst::message::Element::builder(
-                    gst::Structure::builder("sd2-deepfake-skipped")
-                        .field("skipped_frames", st.skipped)
-                        .field(
-                            "timestamp",
-                            buffer.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
-                        )
-                        .build(),
-                )
-                .src(&*self.obj())
-                .build();
-                let _ = self.obj().post_message(msg);
+                skip_message = Some(
+                    gst::message::Element::builder(
+                        gst::Structure::builder("sd2-deepfake-skipped")
+                            .field("skipped_frames", st.skipped)
+                            .field(
+                                "timestamp",
+                                buffer.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX),
+                            )
+                            .build(),
+                    )
+                    .src(&*self.obj())
+                    .build(),
+                );
             }
         }
         st.skipping = skipped;
@@ -277,6 +294,10 @@ impl Deepfake {
             })
             .collect();
         drop(guard);
+        // Posted with the state unlocked: a bus sync handler may read `skipped-frames`.
+        if let Some(msg) = skip_message {
+            let _ = self.obj().post_message(msg);
+        }
         let mut q = self.shared.lock();
         if q.flushing {
             return Err(gst::FlowError::Flushing);
@@ -296,9 +317,10 @@ impl Deepfake {
         let mut converter: Option<RgbConverter> = None;
         loop {
             let batch = self.settings().batch_size.max(1) as usize;
-            let (run, counted) = {
+            let run = {
                 let mut q = self.shared.lock();
-                while q.items.is_empty() && !q.stop {
+                // While flushing, what stays queued (sticky events) waits for the flush's end.
+                while (q.items.is_empty() || q.flushing) && !q.stop {
                     q = self.shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
                 if q.stop {
@@ -307,9 +329,11 @@ impl Deepfake {
                 q.busy = true;
                 take_run(&mut q, batch)
             };
-            let flow = self.process(run, &mut converter);
+            let (in_flight, frames) = (run.in_flight, run.frames);
+            let flow = self.process(run.items, &mut converter);
             let mut q = self.shared.lock();
-            q.in_flight = q.in_flight.saturating_sub(counted);
+            q.in_flight = q.in_flight.saturating_sub(in_flight);
+            q.frames = q.frames.saturating_sub(frames);
             q.busy = false;
             if let Err(e) = flow
                 && !q.flushing
@@ -430,27 +454,44 @@ impl Deepfake {
                     .filter(|m| m.roi_type() == roi::FACE)
                     .collect();
                 for ((face, i), meta) in f.faces.iter().zip(idx).zip(metas.iter_mut()) {
-                    let Some(track) = st.tracker.tracks.iter_mut().find(|t| t.id == face.track)
-                    else {
-                        continue;
-                    };
-                    if let Some(v) = i.and_then(|i| verdicts.get(i)) {
-                        let old = track.state.verdict.as_ref().map(|(v, _)| v);
-                        track.state.verdict = Some((smooth(old, v, settings.smoothing), f.frame));
-                    }
-                    let Some((v, at)) = track.state.verdict else {
-                        continue;
+                    let fresh = i.and_then(|i| verdicts.get(i));
+                    // As fresh as the schedule wants: not on a skipped frame, nor for a face
+                    // due whose crop or batch failed.
+                    let current = !f.skipped && (fresh.is_some() || !face.due);
+                    // The track may have ended on the streaming side (unseen for a while)
+                    // before its face came back from the model: its verdict still counts.
+                    let mut track = st.tracker.tracks.iter_mut().find(|t| t.id == face.track);
+                    let (v, at, was_fake) = match (track.as_deref_mut(), fresh) {
+                        (Some(t), fresh) => {
+                            if let Some(v) = fresh {
+                                let old = t.state.verdict.as_ref().map(|(v, _)| v);
+                                t.state.verdict =
+                                    Some((smooth(old, v, settings.smoothing), f.frame));
+                            }
+                            match t.state.verdict {
+                                Some((v, at)) => (v, at, t.state.fake),
+                                None => {
+                                    meta.add_param(roi::unanalysed_param(&name, face.track));
+                                    continue;
+                                }
+                            }
+                        }
+                        (None, Some(v)) => (*v, f.frame, false),
+                        (None, None) => {
+                            meta.add_param(roi::unanalysed_param(&name, face.track));
+                            continue;
+                        }
                     };
                     analysed += 1;
                     meta.add_param(roi::deepfake_param(
                         &v,
                         &name,
-                        track.id,
+                        face.track,
                         (f.frame - at) as u32,
-                        !f.skipped,
+                        current,
                     ));
                     let score = v.fake_score() as f64;
-                    let bar = if track.state.fake {
+                    let bar = if was_fake {
                         settings.threshold - settings.hysteresis
                     } else {
                         settings.threshold
@@ -463,10 +504,12 @@ impl Deepfake {
                         best = score;
                         best_label = v.label().code();
                     }
-                    if fake && !track.state.fake {
-                        alerts.push(alert(&v, track.id, face.norm, pts));
+                    if fake && !was_fake {
+                        alerts.push(alert(&v, face.track, face.norm, pts));
                     }
-                    track.state.fake = fake;
+                    if let Some(t) = track {
+                        t.state.fake = fake;
+                    }
                 }
                 drop(metas);
                 roi::set_frame_verdict(
@@ -511,8 +554,7 @@ impl Deepfake {
                 {
                     let mut q = self.shared.lock();
                     q.flushing = true;
-                    q.items.clear();
-                    q.in_flight = 0;
+                    q.flush();
                     self.shared.space.notify_all();
                 }
                 self.srcpad.push_event(event)
@@ -523,17 +565,21 @@ impl Deepfake {
                     while q.busy {
                         q = self.shared.space.wait(q).unwrap_or_else(|p| p.into_inner());
                     }
-                    q.items.clear();
-                    q.in_flight = 0;
-                    q.flushing = false;
-                    q.flow = Ok(gst::FlowSuccess::Ok);
+                    q.flush();
                 }
                 if let Some(st) = self.state().as_mut() {
                     st.tracker.clear();
                     st.frame = 0;
                     st.skipping = false;
                 }
-                self.srcpad.push_event(event)
+                // Downstream stops flushing first, so that the sticky events kept through
+                // the flush reach it (as `queue` does).
+                let forwarded = self.srcpad.push_event(event);
+                let mut q = self.shared.lock();
+                q.flushing = false;
+                q.flow = Ok(gst::FlowSuccess::Ok);
+                self.shared.ready.notify_all();
+                forwarded
             }
             _ if event.is_serialized() => {
                 let mut converter = None;
@@ -575,8 +621,8 @@ impl Deepfake {
                 return false;
             }
             let (live, min, max) = q.result();
-            // A frame may wait behind `max-in-flight` frames being classified.
-            let frames = self.settings().max_in_flight.max(1) as u64;
+            // A frame waits behind the others queued: as many as `max-queued-frames`.
+            let frames = self.settings().max_queued_frames.max(1) as u64;
             let duration = self
                 .sinkpad
                 .current_caps()
@@ -785,12 +831,20 @@ impl ObjectImpl for Deepfake {
                     .minimum(1)
                     .maximum(1024)
                     .default_value(d.max_in_flight)
-                    .mutable_ready()
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-queued-frames")
+                    .nick("Frames queued")
+                    .blurb("Most frames of any kind waiting in the element (those without faces to classify wait in order behind those with). When that many wait the streaming thread waits, whatever queue-mode says: only a downstream that takes no frames, or a model much slower than the stream, fills it. Bounds the memory held (about 3 MB a 1080p I420 frame)")
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(d.max_queued_frames)
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("queue-mode", d.queue_mode)
                     .nick("Queue mode")
                     .blurb("When max-in-flight frames wait: block the streaming thread (nothing is lost), or skip (the frame passes unanalysed; for live sources)")
-                    .mutable_ready()
+                    .mutable_playing()
                     .build(),
                 glib::ParamSpecFloat::builder("threshold")
                     .nick("Fake threshold")
@@ -846,6 +900,18 @@ impl ObjectImpl for Deepfake {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        // What the loaded model depends on changes at the next start, not under a running
+        // one: refused while it runs, so that reading it back names what is loaded.
+        let loads = ["model", "device", "cuda-graph", "batch-size"].contains(&pspec.name());
+        if loads && self.state().is_some() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "{} cannot change while the element runs (stop it first): kept",
+                pspec.name()
+            );
+            return;
+        }
         let mut s = self.settings();
         match pspec.name() {
             "model" => {
@@ -858,6 +924,9 @@ impl ObjectImpl for Deepfake {
             "cuda-graph" => s.cuda_graph = value.get().expect("type checked upstream"),
             "batch-size" => s.batch_size = value.get().expect("type checked upstream"),
             "max-in-flight" => s.max_in_flight = value.get().expect("type checked upstream"),
+            "max-queued-frames" => {
+                s.max_queued_frames = value.get().expect("type checked upstream")
+            }
             "queue-mode" => s.queue_mode = value.get().expect("type checked upstream"),
             "threshold" => s.threshold = value.get().expect("type checked upstream"),
             "inference-interval" => {
@@ -891,6 +960,7 @@ impl ObjectImpl for Deepfake {
             "cuda-graph" => s.cuda_graph.to_value(),
             "batch-size" => s.batch_size.to_value(),
             "max-in-flight" => s.max_in_flight.to_value(),
+            "max-queued-frames" => s.max_queued_frames.to_value(),
             "queue-mode" => s.queue_mode.to_value(),
             "threshold" => s.threshold.to_value(),
             "inference-interval" => s.inference_interval.to_value(),

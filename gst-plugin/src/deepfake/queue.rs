@@ -42,6 +42,8 @@ pub struct Queue {
     pub items: VecDeque<Item>,
     /// Frames with faces for the model, queued or being classified.
     pub in_flight: usize,
+    /// Frames of any kind, queued or being classified.
+    pub frames: usize,
     /// The worker is processing items it has taken.
     pub busy: bool,
     pub flushing: bool,
@@ -64,6 +66,7 @@ impl Shared {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
                 in_flight: 0,
+                frames: 0,
                 busy: false,
                 flushing: false,
                 stop: false,
@@ -79,9 +82,34 @@ impl Shared {
     }
 }
 
+impl Queue {
+    /// Empties the queue for a flush, keeping the sticky events that the flush does not end
+    /// (stream-start, caps with its converter, tags): downstream has not seen them yet, and
+    /// the frames after the flush need them. Segments and EOS go; a new segment follows.
+    pub fn flush(&mut self) {
+        self.items.retain(|item| match item {
+            Item::Event(e, _) => {
+                e.is_sticky() && !matches!(e.type_(), gst::EventType::Segment | gst::EventType::Eos)
+            }
+            Item::Frame(_) => false,
+        });
+        self.in_flight = 0;
+        self.frames = 0;
+    }
+}
+
+/// A run of work taken from the queue.
+pub struct Run {
+    pub items: Vec<Item>,
+    /// Its frames that counted as in flight.
+    pub in_flight: usize,
+    /// Its frames.
+    pub frames: usize,
+}
+
 /// The next run of work: one event, or consecutive frames holding at most `batch` faces
-/// for the model (at least one frame). Returns the frames that counted as in flight too.
-pub fn take_run(q: &mut Queue, batch: usize) -> (Vec<Item>, usize) {
+/// for the model (at least one frame).
+pub fn take_run(q: &mut Queue, batch: usize) -> Run {
     let mut run = Vec::new();
     let mut faces = 0;
     let mut counted = 0;
@@ -105,5 +133,10 @@ pub fn take_run(q: &mut Queue, batch: usize) -> (Vec<Item>, usize) {
             }
         }
     }
-    (run, counted)
+    let frames = run.iter().filter(|i| matches!(i, Item::Frame(_))).count();
+    Run {
+        items: run,
+        in_flight: counted,
+        frames,
+    }
 }

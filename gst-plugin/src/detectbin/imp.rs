@@ -19,7 +19,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::sampler::{Sampler, Sampling};
+use super::sampler::{Sampler, Sampling, stream_position};
 use crate::device::DeviceKind;
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -185,6 +185,24 @@ impl ObjectImpl for DetectBin {
                 bin.imp().pad_added(pad);
             }
         });
+        // An input without video would otherwise preroll forever, saying nothing.
+        let weak = obj.downgrade();
+        self.decodebin.connect_no_more_pads(move |_| {
+            if let Some(bin) = weak.upgrade() {
+                let imp = bin.imp();
+                let linked = imp
+                    .convert
+                    .static_pad("sink")
+                    .is_some_and(|p| p.is_linked());
+                if !linked {
+                    gst::element_imp_error!(
+                        imp,
+                        gst::StreamError::WrongType,
+                        ("the input has no video stream")
+                    );
+                }
+            }
+        });
         // Sampling happens before conversion and detection, so dropped frames cost nothing
         // downstream.
         let sampler = self.sampler.clone();
@@ -197,10 +215,17 @@ impl ObjectImpl for DetectBin {
                         pad.peer_query_duration::<gst::ClockTime>()
                             .map(|d| d.nseconds())
                     };
+                    let segment = pad.sticky_event::<gst::event::Segment>(0);
+                    let position = buf.pts().and_then(|pts| {
+                        let time = segment
+                            .as_ref()
+                            .and_then(|e| e.segment().downcast_ref::<gst::ClockTime>().cloned());
+                        stream_position(time.as_ref(), pts)
+                    });
                     let keep = sampler
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .keep(buf.pts().map(|t| t.nseconds()), duration);
+                        .keep(position.map(|t| t.nseconds()), duration);
                     if keep {
                         gst::PadProbeReturn::Ok
                     } else {

@@ -1,6 +1,19 @@
 //! Which decoded frames go on to analysis: all of them, at most `sample-fps` a second, or
 //! `frames-per-video` evenly spaced over the stream (the paper evaluates 32 per video).
 
+/// Where a frame stamped `pts` lies in the stream, which the duration measures: by the
+/// pad's time `segment` when there is one, since a stream's timestamps need not start at
+/// zero (MPEG-TS, a cut recording). `None` outside the segment.
+pub fn stream_position(
+    segment: Option<&gst::FormattedSegment<gst::ClockTime>>,
+    pts: gst::ClockTime,
+) -> Option<gst::ClockTime> {
+    match segment {
+        Some(s) => s.to_stream_time(pts),
+        None => Some(pts),
+    }
+}
+
 /// The sampling rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampling {
@@ -98,5 +111,36 @@ mod tests {
         // Without a duration (a live stream) every frame goes on.
         let mut live = Sampler::new(Sampling::PerVideo(32));
         assert!((0..5).all(|i| live.keep(Some(i * 40 * MS), || None)));
+    }
+
+    #[test]
+    fn positions_count_from_the_segment_not_from_the_timestamps() {
+        gst::init().unwrap();
+        let hour = gst::ClockTime::from_seconds(3600);
+        // A recording cut an hour in: its frames are stamped from 3600 s, its stream time
+        // starts at zero.
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        segment.set_start(hour);
+        segment.set_time(gst::ClockTime::ZERO);
+        let at = |s: u64| stream_position(Some(&segment), hour + gst::ClockTime::from_seconds(s));
+        assert_eq!(at(0), Some(gst::ClockTime::ZERO));
+        assert_eq!(at(6), Some(gst::ClockTime::from_seconds(6)));
+        assert_eq!(
+            stream_position(Some(&segment), gst::ClockTime::from_seconds(5)),
+            None
+        );
+        assert_eq!(stream_position(None, hour), Some(hour));
+
+        // Sampling 4 of a 12 s stream over those positions takes the frames at 0, 3, 6, 9 s.
+        let mut s = Sampler::new(Sampling::PerVideo(4));
+        let kept: Vec<u64> = (0..12 * 25u64)
+            .filter(|i| {
+                let pts = hour + gst::ClockTime::from_mseconds(i * 40);
+                let pos = stream_position(Some(&segment), pts).map(|t| t.nseconds());
+                s.keep(pos, || Some(12_000 * MS))
+            })
+            .map(|i| i * 40)
+            .collect();
+        assert_eq!(kept, [0, 3000, 6000, 9000]);
     }
 }

@@ -301,8 +301,11 @@ impl BaseTransformImpl for FaceDetect {
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings().clone();
+        // Messages are posted once the state is unlocked: a bus sync handler may read a
+        // property that locks it.
         let mut guard = self.state();
         let Some(st) = guard.as_mut() else {
+            drop(guard);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -311,6 +314,7 @@ impl BaseTransformImpl for FaceDetect {
             return Err(gst::FlowError::Error);
         };
         let Some(converter) = st.converter.as_mut() else {
+            drop(guard);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
@@ -318,6 +322,7 @@ impl BaseTransformImpl for FaceDetect {
             );
             return Err(gst::FlowError::NotNegotiated);
         };
+        let mut failed = None;
         st.detector.config = settings.mtcnn();
         let interval = settings.inference_interval.max(1) as u64;
         let due = st
@@ -337,12 +342,7 @@ impl BaseTransformImpl for FaceDetect {
                 Err(e) => {
                     st.failures += 1;
                     st.last = None;
-                    gst::element_imp_warning!(
-                        self,
-                        gst::StreamError::Decode,
-                        ("frame {} not analysed: {}", st.frame, e),
-                        ["{} frames not analysed so far", st.failures]
-                    );
+                    failed = Some((st.frame, e, st.failures));
                 }
             }
         }
@@ -354,6 +354,15 @@ impl BaseTransformImpl for FaceDetect {
             }
         }
         st.frame += 1;
+        drop(guard);
+        if let Some((frame, e, failures)) = failed {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                ("frame {} not analysed: {}", frame, e),
+                ["{} frames not analysed so far", failures]
+            );
+        }
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -155,20 +155,36 @@ pub struct DeepfakeParam {
     pub frames_ago: u32,
 }
 
+/// Each face's verdict; `None` where it has none (no `deepfake` param, or one without a
+/// label: see [`analysed`]).
 pub fn deepfake_params(buf: &gst::BufferRef) -> Vec<Option<DeepfakeParam>> {
     buf.iter_meta::<VideoRegionOfInterestMeta>()
         .filter(|m| m.roi_type() == "face")
         .map(|m| {
-            m.param("deepfake").map(|d| DeepfakeParam {
-                label: d.get("label").unwrap(),
-                label_id: d.get("label_id").unwrap(),
-                confidence: d.get("confidence").unwrap(),
-                probabilities: ["REAL", "FS", "FR", "EFS", "FE"].map(|k| d.get::<f64>(k).unwrap()),
-                fake_score: d.get("fake_score").unwrap(),
-                model_name: d.get("model_name").unwrap(),
-                track_id: d.get("track_id").unwrap(),
-                frames_ago: d.get("frames_ago").unwrap(),
-            })
+            m.param("deepfake")
+                .filter(|d| d.has_field("label"))
+                .map(|d| DeepfakeParam {
+                    label: d.get("label").unwrap(),
+                    label_id: d.get("label_id").unwrap(),
+                    confidence: d.get("confidence").unwrap(),
+                    probabilities: ["REAL", "FS", "FR", "EFS", "FE"]
+                        .map(|k| d.get::<f64>(k).unwrap()),
+                    fake_score: d.get("fake_score").unwrap(),
+                    model_name: d.get("model_name").unwrap(),
+                    track_id: d.get("track_id").unwrap(),
+                    frames_ago: d.get("frames_ago").unwrap(),
+                })
+        })
+        .collect()
+}
+
+/// Each face's `analysed` flag; `None` where it has no `deepfake` param.
+pub fn analysed(buf: &gst::BufferRef) -> Vec<Option<bool>> {
+    buf.iter_meta::<VideoRegionOfInterestMeta>()
+        .filter(|m| m.roi_type() == "face")
+        .map(|m| {
+            m.param("deepfake")
+                .map(|d| d.get::<bool>("analysed").unwrap())
         })
         .collect()
 }
