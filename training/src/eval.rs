@@ -97,6 +97,9 @@ pub fn evaluate(
     (labels, tok): (&TextLabels, &ClipTokenizer),
     Reading { batch, workers }: Reading,
 ) -> Result<EvalReport> {
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
     let rows = manifest.split(split);
     if rows.is_empty() {
         bail!(
@@ -129,21 +132,33 @@ pub fn evaluate(
         }
         let refs: Vec<&Sample> = b.samples.iter().collect();
         for (s, p) in refs.iter().zip(classify(model, text.clone(), &refs, side)) {
+            if p.iter().any(|x| !x.is_finite()) {
+                bail!(
+                    "{} line {}: the model's probabilities are not finite: its weights are \
+                     not (a run that diverged?)",
+                    manifest.path.display(),
+                    manifest.entries[s.row].line
+                );
+            }
             let best = Verdict { probabilities: p }.label().index();
-            scores.push(1.0 - p[0] as f64);
+            let score = 1.0 - p[0] as f64;
+            scores.push(score);
             fake.push(s.kind.is_fake());
-            predicted.push(best != 0);
+            // Fake when the fake score passes 0.5, as sd2deepfake's default threshold judges
+            // (and as the video level below does); the type is the most likely one.
+            predicted.push(score > 0.5);
             kinds.push(best == s.kind.index());
             confusion[s.kind.index()][best] += 1;
             rows_seen.push(s.row);
         }
     }
     let frame = figures(&scores, &fake, &predicted);
-    // Video level: the mean fake score of each group.
-    let mut groups: BTreeMap<u32, (f64, usize, bool)> = BTreeMap::new();
+    // Video level: the mean fake score of each group's real and of its fake images (a group
+    // that is an identity may hold both).
+    let mut groups: BTreeMap<(u32, bool), (f64, usize, bool)> = BTreeMap::new();
     for (i, &row) in rows_seen.iter().enumerate() {
         let g = groups
-            .entry(manifest.entries[row].group)
+            .entry((manifest.entries[row].group, fake[i]))
             .or_insert((0.0, 0, fake[i]));
         g.0 += scores[i];
         g.1 += 1;

@@ -2,8 +2,11 @@
 //! AUC, EER, AP, and accuracy of a decision.
 
 /// Area under the ROC curve, with ties counted half (the Mann–Whitney statistic).
-/// `None` when one class is absent.
+/// `None` when one class is absent or a score is not finite (NaN has no rank).
 pub fn auc(scores: &[f64], fake: &[bool]) -> Option<f64> {
+    if !finite(scores) {
+        return None;
+    }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
     // Average ranks over ties.
@@ -57,10 +60,11 @@ fn roc(scores: &[f64], fake: &[bool]) -> Vec<(f64, f64)> {
 }
 
 /// Equal error rate: where the false-positive and false-negative rates meet (linearly
-/// interpolated between ROC points). `None` when one class is absent.
+/// interpolated between ROC points). `None` when one class is absent or a score is not
+/// finite.
 pub fn eer(scores: &[f64], fake: &[bool]) -> Option<f64> {
     let n_pos = fake.iter().filter(|&&f| f).count();
-    if n_pos == 0 || n_pos == fake.len() {
+    if n_pos == 0 || n_pos == fake.len() || !finite(scores) {
         return None;
     }
     let pts = roc(scores, fake);
@@ -77,10 +81,11 @@ pub fn eer(scores: &[f64], fake: &[bool]) -> Option<f64> {
 }
 
 /// Average precision of ranking fakes first (the step-wise sum over recall, as
-/// scikit-learn's `average_precision_score`). `None` without fakes.
+/// scikit-learn's `average_precision_score`). `None` without fakes or when a score is not
+/// finite.
 pub fn average_precision(scores: &[f64], fake: &[bool]) -> Option<f64> {
     let n_pos = fake.iter().filter(|&&f| f).count() as f64;
-    if n_pos == 0.0 {
+    if n_pos == 0.0 || !finite(scores) {
         return None;
     }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
@@ -99,6 +104,10 @@ pub fn average_precision(scores: &[f64], fake: &[bool]) -> Option<f64> {
         }
     }
     Some(ap)
+}
+
+fn finite(scores: &[f64]) -> bool {
+    scores.iter().all(|s| s.is_finite())
 }
 
 /// Fraction of predictions equal to the truth.
@@ -136,5 +145,14 @@ mod tests {
             accuracy(&[true, false, true], &[true, true, true]),
             2.0 / 3.0
         );
+    }
+
+    #[test]
+    fn a_nan_score_has_no_rank_and_no_figure() {
+        let fake = [false, true, false, true];
+        let s = [0.1, f64::NAN, 0.2, 0.9];
+        assert_eq!(auc(&s, &fake), None);
+        assert_eq!(eer(&s, &fake), None);
+        assert_eq!(average_precision(&s, &fake), None);
     }
 }

@@ -66,5 +66,12 @@ fn faceforensics_and_df40_files_become_typed_rows() {
     );
     assert_eq!(m.split(Split::Test).len(), 1);
     assert_eq!(m.split(Split::Val).len(), 1);
-    assert!(rows.iter().any(|r| r.group == "simswap_ff/000_003"));
+    assert!(
+        rows.iter()
+            .any(|r| r.group == "simswap_ff/simswap_Fake/000_003")
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.group == "FaceForensics++/FF-F2F/000_003")
+    );
 }

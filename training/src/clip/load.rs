@@ -183,8 +183,13 @@ fn openai_to_hf(key: &str, t: HostTensor) -> Vec<(String, HostTensor)> {
     vec![(name.to_owned(), t)]
 }
 
-/// The towers' sizes read off the tensors' shapes (heads: width / 64, as OpenAI's models).
+/// The towers' sizes read off the tensors' shapes, for OpenAI's widths only: a tensor's
+/// shape does not give the head count (open_clip's ViT-H/14 is 1,280 wide with 16 heads,
+/// not 20) nor the activation (its LAION models use GELU, not QuickGELU). Any other model
+/// needs its `config.json` or a preset.
 fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
+    // OpenAI's CLIPs: 64-wide heads, QuickGELU.
+    let heads = |width: usize, known: &[usize]| known.contains(&width).then_some(width / 64);
     let shape = |k: &str| t.get(k).map(|t| t.shape.clone());
     let count = |prefix: &str| {
         (0..)
@@ -206,7 +211,7 @@ fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
             hidden_size: conv[0],
             intermediate_size: vfc[0],
             num_hidden_layers: count("vision_model"),
-            num_attention_heads: (conv[0] / 64).max(1),
+            num_attention_heads: heads(conv[0], &[768, 1024])?,
             image_size: grid * conv[2],
             patch_size: conv[2],
         },
@@ -214,7 +219,7 @@ fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
             hidden_size: tok[1],
             intermediate_size: tfc[0],
             num_hidden_layers: count("text_model"),
-            num_attention_heads: (tok[1] / 64).max(1),
+            num_attention_heads: heads(tok[1], &[512, 768])?,
             vocab_size: tok[0],
             max_position_embeddings: tpos[0],
         },
@@ -363,5 +368,58 @@ mod tests {
             HostTensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
         );
         assert_eq!(proj[0].1.shape, vec![3, 2]);
+    }
+
+    #[test]
+    fn only_openai_widths_give_a_config_from_shapes_alone() {
+        // Shapes only: the data is never read.
+        let at = |shape: Vec<usize>| HostTensor {
+            shape,
+            data: Vec::new(),
+        };
+        let tensors = |vision: usize, text: usize| -> BTreeMap<String, HostTensor> {
+            [
+                (
+                    "vision_model.embeddings.patch_embedding.weight",
+                    vec![vision, 3, 14, 14],
+                ),
+                (
+                    "vision_model.embeddings.position_embedding.weight",
+                    vec![257, vision],
+                ),
+                (
+                    "vision_model.encoder.layers.0.layer_norm1.weight",
+                    vec![vision],
+                ),
+                (
+                    "vision_model.encoder.layers.0.mlp.fc1.weight",
+                    vec![4 * vision, vision],
+                ),
+                (
+                    "text_model.embeddings.token_embedding.weight",
+                    vec![49408, text],
+                ),
+                (
+                    "text_model.embeddings.position_embedding.weight",
+                    vec![77, text],
+                ),
+                ("text_model.encoder.layers.0.layer_norm1.weight", vec![text]),
+                (
+                    "text_model.encoder.layers.0.mlp.fc1.weight",
+                    vec![4 * text, text],
+                ),
+                ("visual_projection.weight", vec![768, vision]),
+            ]
+            .into_iter()
+            .map(|(k, s)| (k.to_owned(), at(s)))
+            .collect()
+        };
+        let l14 = infer_config(&tensors(1024, 768)).expect("ViT-L/14's widths");
+        assert_eq!(
+            (l14.vision.num_attention_heads, l14.text.num_attention_heads),
+            (16, 12)
+        );
+        // open_clip's ViT-H/14: 16 heads of 80, which its shapes do not tell.
+        assert!(infer_config(&tensors(1280, 1024)).is_none());
     }
 }

@@ -3,7 +3,7 @@
 //! A DeepfakeBench file is `{dataset: {label: {split: {video: {"label", "frames"}}}}}`;
 //! FaceForensics++-family files nest the compression (`c23`, `c40`, `raw`) under the split.
 //! Every frame becomes a manifest row: its path, the type of its label, the dataset, the
-//! split, and the video as its group. Types come from `data/deepfakebench_types.tsv`
+//! split, and `dataset/label/video` as its group. Types come from `data/deepfakebench_types.tsv`
 //! (DeepfakeBench's labels and DF40's 40 methods) and the user's overrides; labels whose
 //! type cannot be found are reported and their frames skipped.
 
@@ -145,7 +145,10 @@ pub fn import(
                                 dataset: dataset.clone(),
                                 method: row_label.to_owned(),
                                 split,
-                                group: format!("{dataset}/{video}"),
+                                // FaceForensics++'s manipulations share their videos'
+                                // keys (DF and F2F both have 000_003): a group is one
+                                // label's video.
+                                group: format!("{dataset}/{row_label}/{video}"),
                                 face: None,
                                 environment: None,
                             }),
