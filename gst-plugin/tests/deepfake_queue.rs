@@ -289,3 +289,47 @@ fn the_loaded_model_is_not_changed_under_a_running_element() {
     rig.element.set_property("max-in-flight", 2u32);
     assert_eq!(rig.element.property::<u32>("max-in-flight"), 2);
 }
+
+#[test]
+fn a_restart_after_a_stop_with_frames_waiting_starts_with_an_empty_queue() {
+    let img = sample("astronaut.png");
+    let rig = Rig::new(&[("max-queued-frames", "4")]);
+    rig.start(&img);
+    for i in 0..4 {
+        assert!(rig.src.push(frame(&img, i * 40, &[])).is_ok());
+    }
+    assert!(eventually(5, || rig.arrived.load(Ordering::SeqCst) == 1));
+    // Stopped while three frames wait; downstream lets the held one go once it stops too.
+    let opener = {
+        let open = rig.open.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            open.store(true, Ordering::SeqCst);
+        })
+    };
+    rig.element.set_state(gst::State::Ready).unwrap();
+    opener.join().unwrap();
+    rig.element.set_state(gst::State::Playing).unwrap();
+    rig.start(&img);
+    // Stalled again: the restarted element holds as many frames as before.
+    rig.open.store(false, Ordering::SeqCst);
+    let taken = Arc::new(AtomicUsize::new(0));
+    let pusher = {
+        let (src, taken, img) = (rig.src.clone(), taken.clone(), img.clone());
+        std::thread::spawn(move || {
+            for i in 0..6 {
+                if src.push(frame(&img, i * 40, &[])).is_err() {
+                    break;
+                }
+                taken.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    assert!(
+        eventually(5, || taken.load(Ordering::SeqCst) >= 4),
+        "the restarted element took {} frames: it counted the ones the stop dropped",
+        taken.load(Ordering::SeqCst)
+    );
+    rig.open();
+    pusher.join().unwrap();
+}

@@ -43,9 +43,20 @@ impl<T: Default> Tracker<T> {
     /// Assigns each of `boxes` (seen on `frame`) to a track; returns the tracks' indices in
     /// `self.tracks`, one per box. Tracks unseen for more than `max_missed` frames end first.
     pub fn update(&mut self, frame: u64, boxes: &[[f32; 4]]) -> Vec<usize> {
+        self.update_keeping(frame, boxes, |_| false)
+    }
+
+    /// [`update`](Self::update), where tracks whose state `keep` holds do not end however
+    /// long they go unseen (a caller still waiting on them).
+    pub fn update_keeping(
+        &mut self,
+        frame: u64,
+        boxes: &[[f32; 4]],
+        keep: impl Fn(&T) -> bool,
+    ) -> Vec<usize> {
         let max_missed = self.max_missed;
         self.tracks
-            .retain(|t| frame.saturating_sub(t.last_seen) <= max_missed);
+            .retain(|t| frame.saturating_sub(t.last_seen) <= max_missed || keep(&t.state));
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (b, bx) in boxes.iter().enumerate() {
             for (t, tr) in self.tracks.iter().enumerate() {
@@ -120,5 +131,17 @@ mod tests {
             iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 15.0, 10.0]),
             50.0 / 150.0
         );
+    }
+
+    #[test]
+    fn a_track_kept_by_its_state_outlives_its_absence() {
+        let mut t: Tracker<bool> = Tracker::new(0.3, 2);
+        let a = t.update(0, &[[0.0, 0.0, 10.0, 10.0], [50.0, 50.0, 60.0, 60.0]]);
+        t.tracks[a[0]].state = true;
+        t.update_keeping(10, &[], |&keep| keep);
+        assert_eq!(t.tracks.iter().map(|t| t.id).collect::<Vec<_>>(), [1]);
+        t.tracks[0].state = false;
+        t.update_keeping(11, &[], |&keep| keep);
+        assert!(t.tracks.is_empty());
     }
 }

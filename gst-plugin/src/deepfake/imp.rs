@@ -201,7 +201,13 @@ impl Deepfake {
         let boxes = face_boxes(&buffer, width, height);
         let frame = st.frame;
         st.frame += 1;
-        let tracks = st.tracker.update(frame, &boxes);
+        // A track whose face is still with the model outlives its absence: its verdict,
+        // alert state and smoothing wait for it. A frame waits behind at most
+        // `max-queued-frames` others, so the result is back (or failed) by then.
+        let waits = settings.max_queued_frames as u64 + 1;
+        let tracks = st
+            .tracker
+            .update_keeping(frame, &boxes, |s: &TrackState| s.pending(frame, waits));
         let analysed = frame % settings.inference_interval.max(1) as u64 == 0;
         let reclassify = settings.reclassify_interval.max(1) as u64;
         let wanted: Vec<bool> = tracks
@@ -220,6 +226,8 @@ impl Deepfake {
                 if q.flushing {
                     return Err(gst::FlowError::Flushing);
                 }
+                // Read again on every wake: the limits and the mode may change while playing.
+                let settings = self.settings().clone();
                 let mut model_full = needs_model
                     && !skipped
                     && q.in_flight >= settings.max_in_flight.max(1) as usize;
@@ -356,12 +364,27 @@ impl Deepfake {
                     if let Some(conv) = conv {
                         *converter = Some(*conv);
                     }
+                    // A sticky event that a flush catches here goes back to the queue, which
+                    // keeps it through the flush: downstream has not seen it.
+                    let kept = (e.is_sticky()
+                        && !matches!(e.type_(), gst::EventType::Segment | gst::EventType::Eos))
+                    .then(|| e.clone());
+                    let put_back = |kept: Option<gst::Event>| {
+                        let mut q = self.shared.lock();
+                        if let Some(e) = kept.filter(|_| q.flushing) {
+                            q.items.push_front(Item::Event(e, None));
+                        }
+                    };
                     if self.shared.lock().flushing {
+                        put_back(kept);
                         return Err(gst::FlowError::Flushing);
                     }
                     let is_eos = e.type_() == gst::EventType::Eos;
-                    if !self.srcpad.push_event(e) && !is_eos {
-                        gst::debug!(CAT, imp = self, "an event was not handled downstream");
+                    if !self.srcpad.push_event(e) {
+                        put_back(kept);
+                        if !is_eos {
+                            gst::debug!(CAT, imp = self, "an event was not handled downstream");
+                        }
                     }
                 }
                 Item::Frame(f) => frames.push(f),
@@ -633,7 +656,11 @@ impl Deepfake {
                     gst::ClockTime::SECOND.mul_div_floor(f.denom() as u64, f.numer() as u64)
                 })
                 .unwrap_or_default();
-            q.set(live, min + duration, max.map(|m| m + duration * frames));
+            q.set(
+                live,
+                min.saturating_add(duration),
+                max.map(|m| m.saturating_add(duration.saturating_mul(frames))),
+            );
             return true;
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
@@ -669,6 +696,7 @@ impl Deepfake {
             let mut q = self.shared.lock();
             q.items.clear();
             q.in_flight = 0;
+            q.frames = 0;
             q.flushing = false;
             q.stop = false;
             q.flow = Ok(gst::FlowSuccess::Ok);
@@ -706,6 +734,8 @@ impl Deepfake {
             q.stop = true;
             q.flushing = true;
             q.items.clear();
+            q.in_flight = 0;
+            q.frames = 0;
             self.shared.ready.notify_all();
             self.shared.space.notify_all();
         }
@@ -939,6 +969,9 @@ impl ObjectImpl for Deepfake {
             "hysteresis" => s.hysteresis = value.get().expect("type checked upstream"),
             other => unreachable!("no property {other}"),
         }
+        drop(s);
+        // A streaming thread waiting for room looks at the new limits.
+        self.shared.space.notify_all();
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {

@@ -12,6 +12,19 @@ pub struct TrackState {
     pub fake: bool,
 }
 
+impl TrackState {
+    /// Whether a face of the track sent to the model on or before `frame` has not come back,
+    /// for at most `waits` frames after it was sent.
+    pub fn pending(&self, frame: u64, waits: u64) -> bool {
+        match self.scheduled {
+            Some(s) => {
+                self.verdict.is_none_or(|(_, at)| at < s) && frame.saturating_sub(s) <= waits
+            }
+            None => false,
+        }
+    }
+}
+
 /// Blends a new verdict into the track's: `smoothing` is the weight of the past.
 pub fn smooth(old: Option<&Verdict>, new: &Verdict, smoothing: f32) -> Verdict {
     match old {
@@ -59,5 +72,21 @@ mod tests {
         assert!(!due(&s, 8, true, 3));
         assert!(!due(&s, 10, false, 3));
         assert!(due(&s, 10, true, 3));
+    }
+
+    #[test]
+    fn a_track_is_pending_until_its_last_face_sent_comes_back() {
+        let v = Verdict {
+            probabilities: [1.0, 0.0, 0.0, 0.0, 0.0],
+        };
+        let mut s = TrackState::default();
+        assert!(!s.pending(5, 10), "never sent");
+        s.scheduled = Some(5);
+        assert!(s.pending(9, 10));
+        s.verdict = Some((v, 3));
+        assert!(s.pending(9, 10), "an older verdict");
+        assert!(!s.pending(16, 10), "gave up waiting");
+        s.verdict = Some((v, 5));
+        assert!(!s.pending(9, 10));
     }
 }
