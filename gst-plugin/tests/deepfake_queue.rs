@@ -135,6 +135,26 @@ fn astronaut() -> (u32, u32, u32, u32) {
     (a as u32, b as u32, (c - a) as u32, (d - b) as u32)
 }
 
+/// Pushes `n` frames of `img` without faces from a thread of its own; counts those the
+/// element took.
+fn push_faceless(
+    rig: &Rig,
+    img: &RgbImage,
+    n: u64,
+) -> (Arc<AtomicUsize>, std::thread::JoinHandle<()>) {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let (src, count, img) = (rig.src.clone(), taken.clone(), img.clone());
+    let pusher = std::thread::spawn(move || {
+        for i in 0..n {
+            if src.push(frame(&img, i * 40, &[])).is_err() {
+                break;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (taken, pusher)
+}
+
 /// Waits until `f` holds, at most `secs`.
 fn eventually(secs: u64, f: impl Fn() -> bool) -> bool {
     let start = Instant::now();
@@ -153,19 +173,8 @@ fn a_stalled_downstream_holds_max_queued_frames_in_either_mode() {
         let img = sample("astronaut.png");
         let rig = Rig::new(&[("max-queued-frames", "8"), ("queue-mode", mode)]);
         rig.start(&img);
-        let taken = Arc::new(AtomicUsize::new(0));
-        let pusher = {
-            let (src, taken, img) = (rig.src.clone(), taken.clone(), img.clone());
-            std::thread::spawn(move || {
-                for i in 0..20 {
-                    // Frames without faces: none of them counts as in flight.
-                    if src.push(frame(&img, i * 40, &[])).is_err() {
-                        break;
-                    }
-                    taken.fetch_add(1, Ordering::SeqCst);
-                }
-            })
-        };
+        // Frames without faces: none of them counts as in flight.
+        let (taken, pusher) = push_faceless(&rig, &img, 20);
         assert!(eventually(10, || taken.load(Ordering::SeqCst) >= 8));
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(
@@ -313,18 +322,7 @@ fn a_restart_after_a_stop_with_frames_waiting_starts_with_an_empty_queue() {
     rig.start(&img);
     // Stalled again: the restarted element holds as many frames as before.
     rig.open.store(false, Ordering::SeqCst);
-    let taken = Arc::new(AtomicUsize::new(0));
-    let pusher = {
-        let (src, taken, img) = (rig.src.clone(), taken.clone(), img.clone());
-        std::thread::spawn(move || {
-            for i in 0..6 {
-                if src.push(frame(&img, i * 40, &[])).is_err() {
-                    break;
-                }
-                taken.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let (taken, pusher) = push_faceless(&rig, &img, 6);
     assert!(
         eventually(5, || taken.load(Ordering::SeqCst) >= 4),
         "the restarted element took {} frames: it counted the ones the stop dropped",
