@@ -410,3 +410,62 @@ fn a_diverging_run_stops_before_saving_nan_weights() {
     );
     assert!(sd2_train::train::checkpoint::list(&out2).is_empty());
 }
+
+#[test]
+fn a_damaged_checkpoint_or_a_lost_image_folder_costs_no_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = demo_set(&dir.path().join("data"), 4);
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let flags = ["--batch", "4", "--epochs", "1", "--lr", "1e-3"];
+    let keep = ["--checkpoint-every", "1", "--keep-checkpoints", "100"];
+    run(&strs(&tiny_fit(
+        &manifest,
+        &out,
+        &[&flags[..], &keep].concat(),
+    )));
+    let saved = sd2_train::train::checkpoint::list(&out);
+    assert!(saved.len() >= 3, "{saved:?}");
+
+    // The image folder is gone when the run resumes: it stops, and saves nothing that
+    // would move the data position past rows it never trained on.
+    let e = run_failing(&[
+        "fit",
+        "--out",
+        o,
+        "--resume",
+        "--epochs",
+        "2",
+        "--image-root",
+        "/nonexistent",
+    ]);
+    assert!(e.contains("not one image"), "{e}");
+    assert_eq!(sd2_train::train::checkpoint::list(&out), saved);
+
+    // The newest checkpoint is damaged: the run resumes from the one before, sets the
+    // damaged one aside, and keeps what it saves even with one checkpoint kept.
+    let (newest_step, newest) = saved.last().unwrap().clone();
+    std::fs::write(newest.join("model.bpk"), b"truncated").unwrap();
+    let log = run(&[
+        "fit",
+        "--out",
+        o,
+        "--resume",
+        "--epochs",
+        "2",
+        "--keep-checkpoints",
+        "1",
+    ]);
+    assert!(
+        log.contains("cannot be resumed from") && log.contains("set aside"),
+        "{log}"
+    );
+    let left = sd2_train::train::checkpoint::list(&out);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].0 > newest_step);
+    assert!(weights(&left[0].1).iter().flatten().all(|w| w.is_finite()));
+    assert!(
+        out.join(format!("checkpoints/.damaged-step-{newest_step:08}"))
+            .exists()
+    );
+}

@@ -153,7 +153,7 @@ struct Fit {
     #[arg(long)]
     out: PathBuf,
     /// Continue from the newest checkpoint in --out, with its settings: of the others, only
-    /// --manifest, --image-root (the same file moved), --epochs, --max-steps,
+    /// --manifest, --image-root, --vocab (the same files moved), --epochs, --max-steps,
     /// --checkpoint-every, --keep-checkpoints, --workers and --devices (as many) may be given.
     #[arg(long)]
     resume: bool,
@@ -317,11 +317,12 @@ fn run_config(f: &Fit) -> Result<RunConfig> {
 }
 
 /// Flags of `fit` that a resumed run may change ([`RunConfig::continues`]).
-const RESUMABLE: [&str; 10] = [
+const RESUMABLE: [&str; 11] = [
     "out",
     "resume",
     "manifest",
     "image_root",
+    "vocab",
     "epochs",
     "max_steps",
     "checkpoint_every",
@@ -346,7 +347,7 @@ fn resumed_config(f: &Fit, given: &ArgMatches, run: RunConfig) -> Result<RunConf
     if !refused.is_empty() {
         bail!(
             "{} would change what the run in {} computes: --resume continues it with the settings \
-             it started with (only --manifest, --image-root, --epochs, --max-steps, \
+             it started with (only --manifest, --image-root, --vocab, --epochs, --max-steps, \
              --checkpoint-every, --keep-checkpoints, --workers and --devices may change). Leave \
              them out, or start a new run with another --out",
             refused.join(", "),
@@ -358,6 +359,9 @@ fn resumed_config(f: &Fit, given: &ArgMatches, run: RunConfig) -> Result<RunConf
     }
     if explicit("image_root") {
         c.image_root = f.image_root.clone();
+    }
+    if let Some(v) = f.vocab.clone().filter(|_| explicit("vocab")) {
+        c.vocab = v;
     }
     if explicit("epochs") {
         c.epochs = f.epochs;

@@ -114,7 +114,8 @@ pub fn save(
     // On disk before the folder is renamed into place, so that a power cut leaves no
     // complete-looking checkpoint with truncated weights.
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
-        if let Ok(f) = std::fs::File::open(entry.path()) {
+        // A handle that may write: Windows refuses to flush a read-only one.
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
             f.sync_all()
                 .map_err(|e| format!("{}: {e}", entry.path().display()))?;
         }
@@ -133,18 +134,41 @@ pub fn save(
     Ok(final_dir)
 }
 
-/// Removes what saves that a killed run left half done (`.tmp-step-*`) hold: a ViT-L/14
-/// checkpoint's weights, each. Call before a run begins saving.
+/// Removes what saves that a killed run left half done hold (`.tmp-step-N-PID`, a ViT-L/14
+/// checkpoint's weights each), where the process that wrote them is gone. Only where that
+/// can be known (Linux's /proc): elsewhere they stay.
 pub fn remove_unfinished(out: &Path) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
     for e in std::fs::read_dir(checkpoints_dir(out))
         .into_iter()
         .flatten()
         .flatten()
     {
-        if e.file_name().to_string_lossy().starts_with(".tmp-step-") {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(".tmp-step-")
+            .and_then(|rest| rest.rsplit_once('-'))
+            .map(|(_, pid)| pid.to_owned())
+        else {
+            continue;
+        };
+        if !proc.join(&pid).exists() {
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// Renames checkpoint `dir`, which does not load, to `.damaged-step-N` beside it: out of
+/// [`list`], [`latest`] and pruning, kept for a look.
+pub fn set_aside(dir: &Path) -> Result<PathBuf, String> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+    let to = dir.with_file_name(format!(".damaged-{}", name.unwrap_or_default()));
+    let _ = std::fs::remove_dir_all(&to);
+    std::fs::rename(dir, &to).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok(to)
 }
 
 /// Complete checkpoints, oldest first.

@@ -51,12 +51,14 @@ impl RunConfig {
     /// Whether a run of `self` continues `other` exactly: everything that decides what it
     /// computes agrees. What may differ: when it stops (`epochs`, `max_steps`), how it saves
     /// (`checkpoint_every`, `keep_checkpoints`), decoding threads, which devices (not how
-    /// many: they divide each batch), and where the manifest and images are (a resumed run
-    /// checks the manifest's contents instead).
+    /// many: they divide each batch), and where the manifest, the images and the vocabulary
+    /// are (a resumed run checks the manifest's contents instead; CLIP's vocabulary is one
+    /// file).
     pub fn continues(&self, other: &RunConfig) -> bool {
         let computation = |c: &RunConfig| RunConfig {
             manifest: PathBuf::new(),
             image_root: None,
+            vocab: PathBuf::new(),
             epochs: 0,
             max_steps: None,
             checkpoint_every: 0,
@@ -79,6 +81,24 @@ impl RunConfig {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        for (name, v) in [
+            ("--lr", self.learning_rate),
+            ("--weight-decay", self.weight_decay),
+            ("--alpha", self.loss.alpha),
+            ("--lora-alpha", self.model.lora.alpha),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(format!(
+                    "{name} must be a finite number, at least 0 (got {v})"
+                ));
+            }
+        }
+        let dropout = self.model.lora.dropout;
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(format!(
+                "--lora-dropout must be at least 0 and below 1 (got {dropout})"
+            ));
         }
         let vocab = self.model.clip.text.vocab_size;
         if vocab < crate::tokenizer::VOCAB_SIZE {
@@ -121,5 +141,16 @@ mod tests {
             e.contains("1000 token embeddings") && e.contains("clip_tiny"),
             "{e}"
         );
+        // serde_json writes NaN as null, which no checkpoint could be read back from.
+        let mut c = base.clone();
+        c.learning_rate = f64::NAN;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .starts_with("--lr must be a finite number")
+        );
+        let mut c = base.clone();
+        c.model.lora.dropout = 1.0;
+        assert!(c.validate().unwrap_err().starts_with("--lora-dropout"));
     }
 }

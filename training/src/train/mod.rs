@@ -151,7 +151,6 @@ fn load_checkpoint(
 /// run's ([`RunConfig::continues`]). Without `resume`, `out` must hold no checkpoints.
 pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    checkpoint::remove_unfinished(out);
     let saved = checkpoint::list(out);
     if !resume && let Some((step, dir)) = saved.last() {
         bail!(
@@ -161,6 +160,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
             dir.display()
         );
     }
+    checkpoint::remove_unfinished(out);
     config.validate().map_err(anyhow::Error::msg)?;
     let devices: Vec<Device> = config
         .devices
@@ -171,17 +171,30 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         bail!("no device to train on");
     }
     let main = devices[0].clone();
-    let mut resumed = None;
+    let (mut resumed, mut damaged) = (None, Vec::new());
     for (_, dir) in saved.iter().rev() {
         match load_checkpoint(dir, &config, &main)? {
             Ok(r) => {
                 resumed = Some(r);
                 break;
             }
-            Err(why) => eprintln!(
-                "{}: cannot be resumed from ({why}); trying the one before",
-                dir.display()
-            ),
+            Err(why) => {
+                eprintln!(
+                    "{}: cannot be resumed from ({why}); trying the one before",
+                    dir.display()
+                );
+                damaged.push(dir);
+            }
+        }
+    }
+    if resumed.is_some() {
+        // Set aside, so that pruning keeps the checkpoints this run writes and `latest`
+        // does not pick them again.
+        for dir in damaged {
+            match checkpoint::set_aside(dir) {
+                Ok(to) => eprintln!("{}: set aside as {}", dir.display(), to.display()),
+                Err(e) => bail!("{e}"),
+            }
         }
     }
     if resume && resumed.is_none() {
@@ -287,6 +300,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     let mut progress = Progress::new(out, state.step, total_steps)?;
     let (mut first_loss, mut last_loss, mut skipped_rows) = (None, None, 0);
     let mut last_checkpoint = resume_from.clone();
+    let mut images_since_save = 0usize;
     // With several devices, a copy of the model on each; remade after every optimizer step,
     // the only time the weights change.
     let replicate = |model: &Sd2Model| -> Vec<Sd2Model> {
@@ -311,8 +325,8 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         let mut acc = GradientsAccumulator::new();
         let (mut micro, mut images, mut skipped, mut sums, mut counts) =
             (0, 0usize, 0usize, [0f64; 5], [0usize; 5]);
-        // Whether this pass reads the whole epoch, what it read, and the first row it could not.
-        let (whole_epoch, mut epoch_images, mut first_skip) = (state.batch == 0, 0, None);
+        // What this pass over the epoch read, and the first row it could not.
+        let (mut epoch_images, mut first_skip) = (0, None);
         for batch in stream {
             for s in &batch.skipped {
                 progress.note(&format!("skipping {s}"));
@@ -422,7 +436,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
             micro += 1;
             state.batch = batch.index + 1;
             let end_of_epoch = state.batch == batches_per_epoch;
-            if end_of_epoch && whole_epoch && epoch_images == 0 {
+            if end_of_epoch && epoch_images == 0 {
                 bail!(
                     "{}: not one image of the train split could be read (the first: {}); is \
                      --image-root right?",
@@ -466,11 +480,24 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                 skipped,
                 ..StepMetrics::default()
             })?;
+            let images_before_reset = images;
             (micro, images, skipped, sums, counts) = (0, 0, 0, [0.0; 5], [0; 5]);
+            images_since_save += images_before_reset;
             let due = state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps;
-            // Nothing is saved before the run has trained on an image.
-            if due && state.images > 0 {
+            // A checkpoint holds training: with no image read since the last one (a volume
+            // gone, a wrong --image-root), saving would only move the data position past
+            // rows never trained on, and prune the checkpoints before.
+            if due && images_since_save > 0 {
+                if !finite_weights(&model) {
+                    bail!(
+                        "step {}: the weights are no longer finite (the loss was {}): training \
+                         diverged; nothing of this step was saved. Try a lower --lr",
+                        state.step,
+                        last_loss.unwrap_or(f64::NAN)
+                    );
+                }
                 last_checkpoint = Some(save(&model, &opt, out, &state, config.keep_checkpoints)?);
+                images_since_save = 0;
             }
             if state.step >= total_steps {
                 break 'epochs;
@@ -482,7 +509,17 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
     }
     let checkpoint = match last_checkpoint {
         Some(c) if checkpoint::read_state(&c).is_ok_and(|s| s.step == state.step) => c,
-        _ => save(&model, &opt, out, &state, config.keep_checkpoints)?,
+        // Nothing trained since it: the last checkpoint stands.
+        Some(c) if images_since_save == 0 => c,
+        _ => {
+            if !finite_weights(&model) {
+                bail!(
+                    "step {}: the weights are no longer finite: nothing was saved",
+                    state.step
+                );
+            }
+            save(&model, &opt, out, &state, config.keep_checkpoints)?
+        }
     };
     Ok(FitSummary {
         steps: state.step,
@@ -492,6 +529,21 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         first_loss,
         last_loss,
     })
+}
+
+/// Whether every weight is finite (a NaN or an infinity makes its tensor's sum one too).
+fn finite_weights(model: &Sd2Model) -> bool {
+    struct Finite(bool);
+    impl ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            if self.0 {
+                self.0 = p.val().sum().into_scalar::<f32>().is_finite();
+            }
+        }
+    }
+    let mut v = Finite(true);
+    model.visit(&mut v);
+    v.0
 }
 
 fn save(
