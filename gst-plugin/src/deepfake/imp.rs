@@ -23,8 +23,9 @@
 //! their tracks' last verdicts, marked `analysed=false`), counted in `skipped-frames` and
 //! reported by an `sd2-deepfake-skipped` message. However many of them have faces, at most
 //! `max-queued-frames` frames wait in all; beyond, the streaming thread waits in either mode
-//! (a downstream that takes no frames holds the element back, as it would any other). Elements running the same model file on
-//! the same device share one loaded model, which batches faces across them.
+//! (a downstream that takes no frames holds the element back, as it would any other).
+//! Elements running the same model file on the same device share one loaded model, which
+//! batches faces across them.
 //!
 //! Faces are followed across frames by box overlap; a tracked face goes back to the model
 //! every `reclassify-interval` frames (on frames that `inference-interval` selects) and
@@ -42,7 +43,7 @@ use sd2_models::classifier::Verdict;
 use sd2_models::paths;
 use sd2_models::tracker::Tracker;
 
-use super::queue::{FaceJob, FrameJob, Item, Shared, take_run};
+use super::queue::{FaceJob, FrameJob, Item, Shared, survives_flush, take_run};
 use super::service::Service;
 use super::tracks::{TrackState, due, smooth};
 use crate::device::DeviceKind;
@@ -227,15 +228,17 @@ impl Deepfake {
                     return Err(gst::FlowError::Flushing);
                 }
                 // Read again on every wake: the limits and the mode may change while playing.
-                let settings = self.settings().clone();
-                let mut model_full = needs_model
-                    && !skipped
-                    && q.in_flight >= settings.max_in_flight.max(1) as usize;
-                if model_full && settings.queue_mode == QueueMode::Skip {
+                let (max_in_flight, max_queued, mode) = {
+                    let s = self.settings();
+                    (s.max_in_flight, s.max_queued_frames, s.queue_mode)
+                };
+                let mut model_full =
+                    needs_model && !skipped && q.in_flight >= max_in_flight.max(1) as usize;
+                if model_full && mode == QueueMode::Skip {
                     skipped = true;
                     model_full = false;
                 }
-                if !model_full && q.frames < settings.max_queued_frames.max(1) as usize {
+                if !model_full && q.frames < max_queued.max(1) as usize {
                     break;
                 }
                 drop(guard);
@@ -366,9 +369,7 @@ impl Deepfake {
                     }
                     // A sticky event that a flush catches here goes back to the queue, which
                     // keeps it through the flush: downstream has not seen it.
-                    let kept = (e.is_sticky()
-                        && !matches!(e.type_(), gst::EventType::Segment | gst::EventType::Eos))
-                    .then(|| e.clone());
+                    let kept = survives_flush(&e).then(|| e.clone());
                     let put_back = |kept: Option<gst::Event>| {
                         let mut q = self.shared.lock();
                         if let Some(e) = kept.filter(|_| q.flushing) {
@@ -484,26 +485,20 @@ impl Deepfake {
                     // The track may have ended on the streaming side (unseen for a while)
                     // before its face came back from the model: its verdict still counts.
                     let mut track = st.tracker.tracks.iter_mut().find(|t| t.id == face.track);
-                    let (v, at, was_fake) = match (track.as_deref_mut(), fresh) {
-                        (Some(t), fresh) => {
+                    let known = match track.as_deref_mut() {
+                        Some(t) => {
                             if let Some(v) = fresh {
                                 let old = t.state.verdict.as_ref().map(|(v, _)| v);
                                 t.state.verdict =
                                     Some((smooth(old, v, settings.smoothing), f.frame));
                             }
-                            match t.state.verdict {
-                                Some((v, at)) => (v, at, t.state.fake),
-                                None => {
-                                    meta.add_param(roi::unanalysed_param(&name, face.track));
-                                    continue;
-                                }
-                            }
+                            t.state.verdict.map(|(v, at)| (v, at, t.state.fake))
                         }
-                        (None, Some(v)) => (*v, f.frame, false),
-                        (None, None) => {
-                            meta.add_param(roi::unanalysed_param(&name, face.track));
-                            continue;
-                        }
+                        None => fresh.map(|v| (*v, f.frame, false)),
+                    };
+                    let Some((v, at, was_fake)) = known else {
+                        meta.add_param(roi::unanalysed_param(&name, face.track));
+                        continue;
                     };
                     analysed += 1;
                     meta.add_param(roi::deepfake_param(
@@ -694,9 +689,7 @@ impl Deepfake {
         );
         {
             let mut q = self.shared.lock();
-            q.items.clear();
-            q.in_flight = 0;
-            q.frames = 0;
+            q.empty();
             q.flushing = false;
             q.stop = false;
             q.flow = Ok(gst::FlowSuccess::Ok);
@@ -733,9 +726,7 @@ impl Deepfake {
             let mut q = self.shared.lock();
             q.stop = true;
             q.flushing = true;
-            q.items.clear();
-            q.in_flight = 0;
-            q.frames = 0;
+            q.empty();
             self.shared.ready.notify_all();
             self.shared.space.notify_all();
         }

@@ -82,17 +82,28 @@ impl Shared {
     }
 }
 
+/// Whether a flush keeps `e` while it waits: the sticky events it does not end
+/// (stream-start, caps, tags), which downstream has not seen yet and the frames after the
+/// flush need. Segments and EOS go; a new segment follows.
+pub fn survives_flush(e: &gst::Event) -> bool {
+    e.is_sticky() && !matches!(e.type_(), gst::EventType::Segment | gst::EventType::Eos)
+}
+
 impl Queue {
-    /// Empties the queue for a flush, keeping the sticky events that the flush does not end
-    /// (stream-start, caps with its converter, tags): downstream has not seen them yet, and
-    /// the frames after the flush need them. Segments and EOS go; a new segment follows.
+    /// Empties the queue for a flush, keeping the events that [`survives_flush`] keeps
+    /// (caps with their converter).
     pub fn flush(&mut self) {
         self.items.retain(|item| match item {
-            Item::Event(e, _) => {
-                e.is_sticky() && !matches!(e.type_(), gst::EventType::Segment | gst::EventType::Eos)
-            }
+            Item::Event(e, _) => survives_flush(e),
             Item::Frame(_) => false,
         });
+        self.in_flight = 0;
+        self.frames = 0;
+    }
+
+    /// Empties the queue, events too (a start or a stop).
+    pub fn empty(&mut self) {
+        self.items.clear();
         self.in_flight = 0;
         self.frames = 0;
     }
