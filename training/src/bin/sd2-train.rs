@@ -316,7 +316,8 @@ fn run_config(f: &Fit) -> Result<RunConfig> {
     })
 }
 
-/// Flags of `fit` that a resumed run may change ([`RunConfig::continues`]).
+/// Flags of `fit` that a resumed run may change ([`RunConfig::continues`]), after the two
+/// that say which run.
 const RESUMABLE: [&str; 11] = [
     "out",
     "resume",
@@ -336,22 +337,24 @@ const RESUMABLE: [&str; 11] = [
 fn resumed_config(f: &Fit, given: &ArgMatches, run: RunConfig) -> Result<RunConfig> {
     let mut c = run;
     let explicit = |id: &str| given.value_source(id) == Some(ValueSource::CommandLine);
+    let flag = |id: &str| format!("--{}", id.replace('_', "-"));
     let fit = Cli::command();
     let fit = fit.find_subcommand("fit").expect("the fit command");
     let refused: Vec<String> = fit
         .get_arguments()
         .map(|a| a.get_id().as_str())
         .filter(|id| explicit(id) && !RESUMABLE.contains(id))
-        .map(|id| format!("--{}", id.replace('_', "-")))
+        .map(flag)
         .collect();
     if !refused.is_empty() {
+        let may: Vec<String> = RESUMABLE[2..].iter().map(|id| flag(id)).collect();
         bail!(
             "{} would change what the run in {} computes: --resume continues it with the settings \
-             it started with (only --manifest, --image-root, --vocab, --epochs, --max-steps, \
-             --checkpoint-every, --keep-checkpoints, --workers and --devices may change). Leave \
-             them out, or start a new run with another --out",
+             it started with (only {} may change). Leave them out, or start a new run with \
+             another --out",
             refused.join(", "),
-            f.out.display()
+            f.out.display(),
+            may.join(", ")
         );
     }
     if let Some(m) = f.manifest.clone().filter(|_| explicit("manifest")) {

@@ -119,8 +119,8 @@ fn load_checkpoint(
     if !config.continues(&state.config) {
         bail!(
             "{}: the settings given are not the ones this run started with (only when it stops, \
-             how it saves, decoding threads and which devices may change; the run's are in its \
-             state.json)",
+             how it saves, decoding threads, which devices, and where the manifest, images and \
+             vocabulary are may change; the run's are in its state.json)",
             dir.display()
         );
     }
@@ -480,22 +480,13 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
                 skipped,
                 ..StepMetrics::default()
             })?;
-            let images_before_reset = images;
+            images_since_save += images;
             (micro, images, skipped, sums, counts) = (0, 0, 0, [0.0; 5], [0; 5]);
-            images_since_save += images_before_reset;
             let due = state.step % config.checkpoint_every.max(1) == 0 || state.step == total_steps;
             // A checkpoint holds training: with no image read since the last one (a volume
             // gone, a wrong --image-root), saving would only move the data position past
             // rows never trained on, and prune the checkpoints before.
             if due && images_since_save > 0 {
-                if !finite_weights(&model) {
-                    bail!(
-                        "step {}: the weights are no longer finite (the loss was {}): training \
-                         diverged; nothing of this step was saved. Try a lower --lr",
-                        state.step,
-                        last_loss.unwrap_or(f64::NAN)
-                    );
-                }
                 last_checkpoint = Some(save(&model, &opt, out, &state, config.keep_checkpoints)?);
                 images_since_save = 0;
             }
@@ -511,15 +502,7 @@ pub fn fit(config: RunConfig, out: &Path, resume: bool) -> Result<FitSummary> {
         Some(c) if checkpoint::read_state(&c).is_ok_and(|s| s.step == state.step) => c,
         // Nothing trained since it: the last checkpoint stands.
         Some(c) if images_since_save == 0 => c,
-        _ => {
-            if !finite_weights(&model) {
-                bail!(
-                    "step {}: the weights are no longer finite: nothing was saved",
-                    state.step
-                );
-            }
-            save(&model, &opt, out, &state, config.keep_checkpoints)?
-        }
+        _ => save(&model, &opt, out, &state, config.keep_checkpoints)?,
     };
     Ok(FitSummary {
         steps: state.step,
@@ -553,6 +536,14 @@ fn save(
     state: &RunState,
     keep: usize,
 ) -> Result<PathBuf> {
+    // NaN weights would replace the good checkpoints as they are pruned.
+    if !finite_weights(model) {
+        bail!(
+            "step {}: the weights are no longer finite: training diverged; nothing of this step \
+             was saved. Try a lower --lr",
+            state.step
+        );
+    }
     checkpoint::save(
         out,
         state,
