@@ -112,7 +112,7 @@ for net in pnet rnet onet; do
 done
 if ((stale)); then
   say "converting MTCNN weights to ONNX"
-  cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p sd2-models --bin sd2-convert-mtcnn -- "$cache/facenet" "$mtcnn"
+  cargo run --quiet --release --manifest-path "$root/Cargo.toml" -p sd2-models --bin sd2-convert-mtcnn -- "$cache/facenet" "$mtcnn" >&2
 fi
 # --- the demo detector and the demo video --------------------------------------------------
 # The demo detector is committed (scripts/make-demo-model.sh makes it); the demo video is
