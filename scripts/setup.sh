@@ -9,6 +9,9 @@
 # Everything downloaded is pinned by version and sha256 and kept under .cache/sd2
 # (or $SD2_CACHE_DIR).
 set -euo pipefail
+# Setup's messages, and those of the tools it runs (apt-get, cargo), are not a product:
+# all of them go to stderr, so that `scripts/demo.sh | jq` reads only JSON lines.
+exec 1>&2
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SD2_CACHE_DIR:-$root/.cache/sd2}

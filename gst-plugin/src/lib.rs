@@ -37,6 +37,7 @@ gst::plugin_define!(
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),
-    env!("CARGO_PKG_REPOSITORY"),
+    // The origin: the project has no public address yet.
+    "unreleased",
     env!("BUILD_REL_DATE")
 );

@@ -35,20 +35,27 @@ impl Verdict {
         }
     }
 
-    /// The most probable type (a face is fake when it is not REAL, paper §5.1).
+    /// The most probable type; on a tie the first in [`DeepfakeType::ALL`] order, so a
+    /// face as likely REAL as anything else is REAL. Whether a face is judged fake is the
+    /// decision rule's ([`crate::analyzer::Judge`]).
     pub fn label(&self) -> DeepfakeType {
-        let best = (0..DeepfakeType::COUNT)
-            .max_by(|&a, &b| self.probabilities[a].total_cmp(&self.probabilities[b]))
-            .unwrap_or(0);
-        DeepfakeType::ALL[best]
+        DeepfakeType::ALL[self.first_highest(0)]
     }
 
     /// The most probable manipulation, REAL left out: what kind of fake a fake face is.
     pub fn most_likely_fake(&self) -> DeepfakeType {
-        let best = (1..DeepfakeType::COUNT)
-            .max_by(|&a, &b| self.probabilities[a].total_cmp(&self.probabilities[b]))
-            .unwrap_or(1);
-        DeepfakeType::ALL[best]
+        DeepfakeType::ALL[self.first_highest(1)]
+    }
+
+    /// The index of the highest probability from `from` on, the first on a tie.
+    fn first_highest(&self, from: usize) -> usize {
+        (from + 1..DeepfakeType::COUNT).fold(from, |best, i| {
+            if self.probabilities[i] > self.probabilities[best] {
+                i
+            } else {
+                best
+            }
+        })
     }
 
     pub fn confidence(&self) -> f32 {
@@ -436,6 +443,11 @@ mod tests {
         let real = Verdict::from_logits(&[5.0, 0.0, 0.0, 1.0, 0.0]);
         assert_eq!(real.label(), DeepfakeType::Real);
         assert_eq!(real.most_likely_fake(), DeepfakeType::ALL[3]);
+        let tie = Verdict {
+            probabilities: [0.4, 0.4, 0.1, 0.1, 0.0],
+        };
+        assert_eq!(tie.label(), DeepfakeType::Real);
+        assert_eq!(tie.most_likely_fake(), DeepfakeType::FaceSwap);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub use ort;
 
+pub mod analyzer;
 pub mod atomic_write;
 pub mod classifier;
 pub mod crop;
