@@ -8,7 +8,7 @@
 //! and `frames_ago` (uint: 0 on frames the detector ran on, else how many frames ago it did).
 
 use gst_video::VideoRegionOfInterestMeta;
-use sd2_models::classifier::Verdict;
+use sd2_models::analyzer::Judged;
 use sd2_models::mtcnn::Face;
 use sd2_models::taxonomy::DeepfakeType;
 
@@ -29,32 +29,32 @@ pub fn register_metas() {
     }
 }
 
-/// The `deepfake` param of a face: `label` (`REAL`, `FS`, `FR`, `EFS`, `FE`), `label_id`,
-/// `confidence`, one probability per type under the type's name, `fake_score`
-/// (1 − p(REAL)), `model_name`, `track_id`, `frames_ago` (frames since the verdict was
-/// computed) and `analysed` (false on a frame the element let pass unanalysed because its
-/// queue was full, or when the face was due and its classification failed: the verdict is
-/// the track's last one).
-pub fn deepfake_param(
-    v: &Verdict,
-    model_name: &str,
-    track_id: u64,
-    frames_ago: u32,
-    analysed: bool,
-) -> gst::Structure {
-    let label = v.label();
+/// The `deepfake` param of a face: `label` (REAL for a face judged real, its most likely
+/// manipulation `FS`, `FR`, `EFS` or `FE` for one judged fake), `label_id`, `confidence`
+/// (the label's probability), `fake` (the judgement, under the element's `decision` rule),
+/// one probability per type under the type's name, `fake_score` (1 − p(REAL)),
+/// `model_name`, `track_id`, `frames_ago` (frames since the verdict was computed) and
+/// `analysed` (false on a frame the element let pass unanalysed because its queue was full,
+/// or when the face was due and its classification failed: the verdict is the track's last
+/// one).
+pub fn deepfake_param(j: &Judged, model_name: &str, track_id: u64) -> gst::Structure {
+    let v = &j.verdict;
     let mut b = gst::Structure::builder(DEEPFAKE)
-        .field("label", label.code())
-        .field("label_id", label.index() as i32)
-        .field("confidence", v.confidence() as f64);
+        .field("label", j.label.code())
+        .field("label_id", j.label.index() as i32)
+        .field("confidence", j.confidence() as f64)
+        .field("fake", j.fake);
     for t in DeepfakeType::ALL {
         b = b.field(t.code(), v.probabilities[t.index()] as f64);
     }
     b.field("fake_score", v.fake_score() as f64)
         .field("model_name", model_name)
         .field("track_id", track_id)
-        .field("frames_ago", frames_ago)
-        .field("analysed", analysed)
+        .field(
+            "frames_ago",
+            u32::try_from(j.frames_ago).unwrap_or(u32::MAX),
+        )
+        .field("analysed", j.current)
         .build()
 }
 
@@ -69,9 +69,12 @@ pub fn unanalysed_param(model_name: &str, track_id: u64) -> gst::Structure {
         .build()
 }
 
-/// Attaches a frame's verdict: `fake` (any face judged fake), `fake_score` (the highest),
-/// `label` (of that face), `faces`, `fake_faces`, `analysed_faces` (faces with a verdict),
-/// `skipped` (the frame passed unanalysed), `threshold`, `model_name`.
+/// Attaches a frame's verdict: `fake` (any face judged fake), `fake_score` (the highest of
+/// its faces), `label` (of its most suspicious fake face, REAL when none is fake), `faces`,
+/// `fake_faces`, `analysed_faces` (faces with a verdict), `skipped` (the frame passed
+/// unanalysed), `decision` (`argmax` or `threshold`), `threshold`, `model_name` and
+/// `alerts` (an array of `sd2-deepfake-alert` structures, one per track that turned fake on
+/// this frame, as posted on the bus; empty on most frames).
 pub fn set_frame_verdict(buffer: &mut gst::BufferRef, verdict: gst::Structure) {
     if let Ok(mut meta) = gst::meta::CustomMeta::add(buffer, VERDICT_META) {
         let s = meta.mut_structure();

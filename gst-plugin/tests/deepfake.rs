@@ -30,12 +30,15 @@ fn deepfake_alone(extra: &str, img: &RgbImage) -> Harness {
     harness_after("", extra, img)
 }
 
-#[test]
-fn every_face_gets_a_deepfake_param_and_the_frame_a_verdict() {
-    let img = sample("t1.jpg");
-    let mut h = harness("", &img);
-    let out = h.push_and_pull(rgb_buffer(&img, 0)).unwrap();
-    let params = deepfake_params(&out);
+/// The index of the highest of `p[from..]`, the first on a tie.
+fn first_highest(p: &[f64; 5], from: usize) -> usize {
+    (from + 1..5).fold(from, |best, i| if p[i] > p[best] { i } else { best })
+}
+
+/// Checks each face's param against `is_fake` (the decision rule on its probabilities) and
+/// the frame's verdict against its faces.
+fn check_judgements(out: &gst::Buffer, is_fake: impl Fn(&DeepfakeParam) -> bool) {
+    let params = deepfake_params(out);
     assert_eq!(params.len(), 6);
     let names = ["REAL", "FS", "FR", "EFS", "FE"];
     for p in params
@@ -44,16 +47,20 @@ fn every_face_gets_a_deepfake_param_and_the_frame_a_verdict() {
     {
         let sum: f64 = p.probabilities.iter().sum();
         assert!((sum - 1.0).abs() < 1e-4, "{p:?}");
-        let best = (0..5)
-            .max_by(|&a, &b| p.probabilities[a].total_cmp(&p.probabilities[b]))
-            .unwrap();
-        assert_eq!((p.label.as_str(), p.label_id), (names[best], best as i32));
-        assert!((p.confidence - p.probabilities[best]).abs() < 1e-6);
+        assert_eq!(p.fake, is_fake(p), "{p:?}");
+        // The label agrees with the judgement: REAL, or the likeliest manipulation.
+        let label = if p.fake {
+            first_highest(&p.probabilities, 1)
+        } else {
+            0
+        };
+        assert_eq!((p.label.as_str(), p.label_id), (names[label], label as i32));
+        assert!((p.confidence - p.probabilities[label]).abs() < 1e-6);
         assert!((p.fake_score - (1.0 - p.probabilities[0])).abs() < 1e-6);
         assert_eq!(p.model_name, "sd2-demo");
         assert_eq!(p.frames_ago, 0);
     }
-    let v = verdict(&out).expect("a frame verdict");
+    let v = verdict(out).expect("a frame verdict");
     assert_eq!(v.get::<u32>("faces").unwrap(), 6);
     assert_eq!(v.get::<u32>("analysed_faces").unwrap(), 6);
     let max = params
@@ -62,13 +69,37 @@ fn every_face_gets_a_deepfake_param_and_the_frame_a_verdict() {
         .map(|p| p.fake_score)
         .fold(0.0, f64::max);
     assert!((v.get::<f64>("fake_score").unwrap() - max).abs() < 1e-9);
-    let fakes = params
+    let fakes: Vec<&DeepfakeParam> = params.iter().flatten().filter(|p| p.fake).collect();
+    assert_eq!(v.get::<u32>("fake_faces").unwrap(), fakes.len() as u32);
+    assert_eq!(v.get::<bool>("fake").unwrap(), !fakes.is_empty());
+    let label = fakes
         .iter()
-        .flatten()
-        .filter(|p| p.fake_score > 0.5)
-        .count() as u32;
-    assert_eq!(v.get::<u32>("fake_faces").unwrap(), fakes);
-    assert_eq!(v.get::<bool>("fake").unwrap(), fakes > 0);
+        .max_by(|a, b| a.fake_score.total_cmp(&b.fake_score))
+        .map_or("REAL", |p| p.label.as_str());
+    assert_eq!(v.get::<String>("label").unwrap(), label);
+}
+
+#[test]
+fn every_face_gets_a_deepfake_param_and_the_frame_a_verdict() {
+    let img = sample("t1.jpg");
+    let mut h = harness("", &img);
+    let out = h.push_and_pull(rgb_buffer(&img, 0)).unwrap();
+    // The paper's rule by default: fake when a manipulation is likelier than REAL.
+    check_judgements(&out, |p| first_highest(&p.probabilities, 0) != 0);
+    let v = verdict(&out).unwrap();
+    assert_eq!(v.get::<String>("decision").unwrap(), "argmax");
+}
+
+#[test]
+fn the_threshold_rule_judges_a_face_by_its_fake_score() {
+    let img = sample("t1.jpg");
+    for threshold in [0.05, 0.3, 0.95] {
+        let mut h = harness(&format!("decision=threshold threshold={threshold}"), &img);
+        let out = h.push_and_pull(rgb_buffer(&img, 0)).unwrap();
+        check_judgements(&out, |p| p.fake_score > threshold);
+        let v = verdict(&out).unwrap();
+        assert_eq!(v.get::<String>("decision").unwrap(), "threshold");
+    }
 }
 
 #[test]
@@ -128,13 +159,26 @@ fn inference_interval_limits_which_frames_reclassify() {
 #[test]
 fn a_track_turning_fake_posts_one_alert() {
     let img = sample("t1.jpg");
-    let mut h = harness("threshold=0", &img);
+    let mut h = harness("decision=threshold threshold=0", &img);
     let bus = gst::Bus::new();
     h.find_element("sd2deepfake").unwrap().set_bus(Some(&bus));
+    let mut on_frames = Vec::new();
     for i in 0..3 {
         let out = h.push_and_pull(rgb_buffer(&img, i * 40)).unwrap();
-        assert!(verdict(&out).unwrap().get::<bool>("fake").unwrap());
+        let v = verdict(&out).unwrap();
+        assert!(v.get::<bool>("fake").unwrap());
+        // The frame carries the alerts raised on it, as posted.
+        for a in v.get::<gst::Array>("alerts").unwrap().iter() {
+            let a = a.get::<gst::Structure>().unwrap();
+            assert_eq!(a.name(), "sd2-deepfake-alert");
+            assert_eq!(
+                a.get::<String>("label").unwrap(),
+                a.get::<String>("fake_type").unwrap()
+            );
+            on_frames.push((i, a.get::<u64>("track_id").unwrap()));
+        }
     }
+    assert!(on_frames.iter().all(|&(i, _)| i == 0), "{on_frames:?}");
     let mut alerts = Vec::new();
     while let Some(msg) = bus.pop() {
         if let gst::MessageView::Element(e) = msg.view()
@@ -151,6 +195,9 @@ fn a_track_turning_fake_posts_one_alert() {
         vec![1, 2, 3, 4, 5, 6],
         "one alert per track, on the frame it turned fake"
     );
+    let mut carried: Vec<u64> = on_frames.iter().map(|&(_, t)| t).collect();
+    carried.sort();
+    assert_eq!(carried, alerts);
 }
 
 #[test]

@@ -4,9 +4,9 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod outcome;
 mod queue;
-mod service;
-mod tracks;
+mod settings;
 
 glib::wrapper! {
     pub struct Deepfake(ObjectSubclass<imp::Deepfake>) @extends gst::Element, gst::Object;

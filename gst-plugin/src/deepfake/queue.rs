@@ -4,31 +4,14 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use sd2_models::analyzer::Plan;
+
 use crate::frame::RgbConverter;
 
-/// A face as the streaming thread saw it.
-pub struct FaceJob {
-    pub track: u64,
-    /// Pixel box, for cropping.
-    pub bbox: [f32; 4],
-    /// Normalised box, for alerts.
-    pub norm: [f64; 4],
-    /// Goes to the model on this frame.
-    pub due: bool,
-}
-
+/// A frame waiting for the worker, with the Analyzer's plan for it.
 pub struct FrameJob {
     pub buffer: gst::Buffer,
-    pub frame: u64,
-    pub faces: Vec<FaceJob>,
-    /// Passed unanalysed because the queue was full.
-    pub skipped: bool,
-}
-
-impl FrameJob {
-    pub fn due_faces(&self) -> usize {
-        self.faces.iter().filter(|f| f.due).count()
-    }
+    pub plan: Plan,
 }
 
 pub enum Item {
@@ -132,12 +115,12 @@ pub fn take_run(q: &mut Queue, batch: usize) -> Run {
             }
             Item::Event(..) => break,
             Item::Frame(f) => {
-                let n = f.due_faces();
+                let n = f.plan.due_faces();
                 if !run.is_empty() && faces + n > batch {
                     break;
                 }
                 faces += n;
-                if n > 0 && !f.skipped {
+                if n > 0 {
                     counted += 1;
                 }
                 run.push(q.items.pop_front().expect("front exists"));

@@ -148,6 +148,8 @@ pub struct DeepfakeParam {
     pub label: String,
     pub label_id: i32,
     pub confidence: f64,
+    /// The judgement under the element's decision rule.
+    pub fake: bool,
     pub probabilities: [f64; 5],
     pub fake_score: f64,
     pub model_name: String,
@@ -167,6 +169,7 @@ pub fn deepfake_params(buf: &gst::BufferRef) -> Vec<Option<DeepfakeParam>> {
                     label: d.get("label").unwrap(),
                     label_id: d.get("label_id").unwrap(),
                     confidence: d.get("confidence").unwrap(),
+                    fake: d.get("fake").unwrap(),
                     probabilities: ["REAL", "FS", "FR", "EFS", "FE"]
                         .map(|k| d.get::<f64>(k).unwrap()),
                     fake_score: d.get("fake_score").unwrap(),

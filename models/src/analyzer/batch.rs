@@ -53,8 +53,9 @@ impl<'m> Batch<'m> {
         self.rows.push(rows);
     }
 
-    /// Adds a frame whose image could not be read: none of its faces is classified.
-    pub fn add_unread(&mut self, plan: &Plan) {
+    /// Adds a frame none of whose faces is cropped: none is due, or its image could not
+    /// be read (its due faces then go without a verdict).
+    pub fn add_uncropped(&mut self, plan: &Plan) {
         self.rows.push(vec![None; plan.faces.len()]);
     }
 

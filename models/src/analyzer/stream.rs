@@ -208,7 +208,7 @@ impl Analyzer {
         let tracks = self
             .tracker
             .update_keeping(frame, boxes, |s: &TrackState| s.pending(frame, waits));
-        let analysed = frame % self.settings.inference_interval.max(1) as u64 == 0;
+        let analysed = frame.is_multiple_of(self.settings.inference_interval.max(1) as u64);
         let reclassify = self.settings.reclassify_interval.max(1) as u64;
         let faces = boxes
             .iter()
