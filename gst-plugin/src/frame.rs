@@ -34,6 +34,19 @@ pub fn caps() -> gst::Caps {
         .build()
 }
 
+/// Why a frame could not be read as RGB.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("cannot map the frame for reading (buffer smaller than the negotiated caps?)")]
+    Unreadable,
+    #[error("cannot map the RGB frame")]
+    RgbUnmappable,
+    #[error("RGB frame buffer is shared")]
+    RgbShared,
+    #[error("{0}")]
+    Plane(String),
+}
+
 /// Turns frames of one negotiated format into RGB.
 pub struct RgbConverter {
     info: gst_video::VideoInfo,
@@ -75,13 +88,10 @@ impl RgbConverter {
         &mut self,
         buffer: &gst::BufferRef,
         f: impl FnOnce(RgbView<'_>) -> R,
-    ) -> Result<R, String> {
-        let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &self.info).map_err(
-            |_| {
-                "cannot map the frame for reading (buffer smaller than the negotiated caps?)"
-                    .to_owned()
-            },
-        )?;
+    ) -> Result<R, FrameError> {
+        let src = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &self.info)
+            .map_err(|_| FrameError::Unreadable)?;
+        let plane = |e: &dyn std::fmt::Display| FrameError::Plane(e.to_string());
         let (w, h) = (self.info.width() as usize, self.info.height() as usize);
         match &mut self.convert {
             None => {
@@ -89,25 +99,23 @@ impl RgbConverter {
                     w,
                     h,
                     src.plane_stride()[0] as usize,
-                    src.plane_data(0).map_err(|e| e.to_string())?,
+                    src.plane_data(0).map_err(|e| plane(&e))?,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| plane(&e))?;
                 Ok(f(view))
             }
             Some((converter, out, rgb)) => {
-                let rgb = rgb
-                    .get_mut()
-                    .ok_or_else(|| "RGB frame buffer is shared".to_owned())?;
+                let rgb = rgb.get_mut().ok_or(FrameError::RgbShared)?;
                 let mut dst = gst_video::VideoFrameRef::from_buffer_ref_writable(rgb, out)
-                    .map_err(|_| "cannot map the RGB frame".to_owned())?;
+                    .map_err(|_| FrameError::RgbUnmappable)?;
                 converter.frame_ref(&src, &mut dst);
                 let view = RgbView::new(
                     w,
                     h,
                     dst.plane_stride()[0] as usize,
-                    dst.plane_data(0).map_err(|e| e.to_string())?,
+                    dst.plane_data(0).map_err(|e| plane(&e))?,
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| plane(&e))?;
                 Ok(f(view))
             }
         }

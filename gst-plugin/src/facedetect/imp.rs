@@ -333,6 +333,7 @@ impl BaseTransformImpl for FaceDetect {
             let detector = &mut st.detector;
             let found = converter
                 .with_rgb(buf, |rgb| detector.detect(rgb))
+                .map_err(|e| e.to_string())
                 .and_then(|r| r.map_err(|e| e.to_string()));
             match found {
                 Ok(faces) => {
