@@ -37,6 +37,7 @@ mod decision;
 mod service;
 mod stream;
 mod track;
+mod video;
 
 use std::sync::Arc;
 
@@ -47,6 +48,7 @@ pub use stream::{
     Alert, Analyzer, AnalyzerSettings, FaceOutcome, FrameOutcome, FrameVerdict, Judged,
     Observation, Plan, PlannedFace, normalise,
 };
+pub use video::{VideoTally, VideoVerdict};
 
 use crate::runtime::RuntimeError;
 
