@@ -3,12 +3,10 @@
 //!
 //! ONNX Runtime captures CUDA graphs in CUDA's global capture mode: while one thread
 //! captures, a `cudaMalloc`, a cuBLAS handle's creation or a synchronising call on *any*
-//! other thread fails, and invalidates the capture. On a lent H200, `sd2-bench` ran four
-//! face paths at once while the classifier captured its graphs on one of their threads:
-//! an MTCNN session's `cublasCreate` failed ("the library was not initialized") and the
-//! capture ended in CUDA error 901. In a process of several pipelines the same happens when
-//! `sd2deepfake` loads its model (and captures) while other streams' `sd2facedetect` open
-//! sessions for new shapes or run.
+//! other thread fails (`cublasCreate`: "the library was not initialized"), and the
+//! capture ends in CUDA error 901. In a process of several pipelines that is what happens
+//! when `sd2deepfake` loads its model (and captures) while other streams' `sd2facedetect`
+//! open sessions for new shapes or run.
 //!
 //! So every CUDA session this crate opens, runs or drops ([`Gated`]) holds the gate shared
 //! ([`shared`]), and a capture holds it alone ([`exclusive`]): a capture waits for the runs
