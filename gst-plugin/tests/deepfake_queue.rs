@@ -182,12 +182,17 @@ fn a_stalled_downstream_holds_max_queued_frames_in_either_mode() {
             8,
             "queue-mode={mode}: the element took more frames than max-queued-frames while nothing left"
         );
+        assert_eq!(rig.element.property::<u32>("queued-frames"), 8);
         rig.open();
         pusher.join().unwrap();
         let times: Vec<u64> = (0..20)
             .map(|_| rig.next().0.pts().unwrap().mseconds())
             .collect();
         assert_eq!(times, (0..20).map(|i| i * 40).collect::<Vec<_>>());
+        assert!(eventually(10, || rig
+            .element
+            .property::<u32>("queued-frames")
+            == 0));
     }
 }
 

@@ -640,6 +640,7 @@ impl ObjectImpl for Deepfake {
                 .as_ref()
                 .map_or(0, |st| st.analyzer.skipped())
                 .to_value(),
+            "queued-frames" => (self.shared.lock().frames as u32).to_value(),
             name => self.settings().get(name),
         }
     }

@@ -177,6 +177,11 @@ pub fn specs() -> &'static [glib::ParamSpec] {
                 .blurb("Frames let through unanalysed since start because the queue was full (queue-mode=skip)")
                 .read_only()
                 .build(),
+            glib::ParamSpecUInt::builder("queued-frames")
+                .nick("Queued frames")
+                .blurb("Frames waiting in the element now (for the model, or behind frames that are), at most max-queued-frames")
+                .read_only()
+                .build(),
             glib::ParamSpecString::builder("active-device")
                 .nick("Active device")
                 .blurb("Where the model runs once started (cpu or cuda); unset before")
