@@ -514,6 +514,20 @@ fn root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
+/// Builds the plugin where the example scripts load it from (target/release), which
+/// `cargo test` does not update.
+fn build_plugin() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--release", "-p", "gst-plugin-sd2"])
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build failed: {status}");
+    });
+}
+
 /// A 25-frame 1280×720 WebM of the six-face sample photo.
 fn six_face_clip(dir: &Path) -> PathBuf {
     let clip = dir.join("six.webm");
@@ -577,13 +591,7 @@ fn the_file_example_writes_every_frame_annotated() {
     let dir = tempfile::tempdir().unwrap();
     let clip = six_face_clip(dir.path());
     let out = dir.path().join("annotated.webm");
-    // The script loads the plugin from target/release, which `cargo test` does not update.
-    let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "-p", "gst-plugin-sd2"])
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(built.success(), "cargo build failed: {built}");
+    build_plugin();
     let status = Command::new(root().join("examples/pipelines/overlay-file.sh"))
         .arg(&clip)
         .arg(&out)
@@ -596,4 +604,23 @@ fn the_file_example_writes_every_frame_annotated() {
     // The demo model finds most of the six faces real: green boxes and labels appear.
     let (b, a) = (real_box_pixels(&before[12]), real_box_pixels(&after[12]));
     assert!(a > b + 2000, "green pixels: {b} before, {a} after");
+}
+
+#[test]
+fn the_window_example_plays_a_file_through_the_overlay() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let clip = six_face_clip(dir.path());
+    build_plugin();
+    // No display here: the sink the script lets a user choose stands in for the window.
+    let out = Command::new(root().join("examples/pipelines/overlay-window.sh"))
+        .arg(&clip)
+        .env("SD2_VIDEO_SINK", "fakesink")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "overlay-window.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -5,7 +5,7 @@
 //!
 //! Colours are given in RGB and turned into the frame's components once per colour: for
 //! YUV with the matrix (BT.601, BT.709, BT.2020, …) and range (limited or full) of the
-//! negotiated colorimetry, BT.601 when it names none. A subsampled chroma sample belongs to
+//! negotiated colorimetry, BT.601 when the matrix is unknown. A subsampled chroma sample belongs to
 //! the top-left pixel of the block it covers: it is painted exactly when that pixel is.
 //! Pixels of formats with alpha are made opaque where painted.
 
