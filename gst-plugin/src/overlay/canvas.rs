@@ -166,7 +166,8 @@ impl Layout {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ink([u8; 4]);
 
-/// A frame's planes, painted through its layout.
+/// A frame's planes, painted through its layout. Samples beyond the end of a plane are
+/// skipped, never indexed.
 pub struct Canvas<'a> {
     planes: [&'a mut [u8]; 4],
     strides: [usize; 4],
@@ -223,7 +224,9 @@ impl<'a> Canvas<'a> {
             for sy in sy0..sy1 {
                 let row = sy * stride + c.offset;
                 for sx in sx0..sx1 {
-                    plane[row + sx * c.step] = ink.0[i];
+                    if let Some(v) = plane.get_mut(row + sx * c.step) {
+                        *v = ink.0[i];
+                    }
                 }
             }
         }
@@ -244,8 +247,9 @@ impl<'a> Canvas<'a> {
             }
             let at =
                 (y >> c.y_shift) * self.strides[c.plane] + (x >> c.x_shift) * c.step + c.offset;
-            let v = &mut self.planes[c.plane][at];
-            *v = ((*v as u32 * (255 - a) + ink.0[i] as u32 * a + 127) / 255) as u8;
+            if let Some(v) = self.planes[c.plane].get_mut(at) {
+                *v = ((*v as u32 * (255 - a) + ink.0[i] as u32 * a + 127) / 255) as u8;
+            }
         }
     }
 }

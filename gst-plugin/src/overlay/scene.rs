@@ -199,6 +199,9 @@ fn landmarks(detection: &StructureRef) -> Vec<[f64; 2]> {
 
 #[cfg(test)]
 mod tests {
+    use gst::glib;
+    use gst::prelude::*;
+
     use super::*;
 
     fn deepfake(fields: &[(&str, glib::SendValue)]) -> gst::Structure {
@@ -208,9 +211,6 @@ mod tests {
         }
         s
     }
-
-    use gst::glib;
-    use gst::prelude::*;
 
     fn v<T: ToSendValue>(x: T) -> glib::SendValue {
         x.to_send_value()
