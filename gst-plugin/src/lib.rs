@@ -6,6 +6,7 @@
 //!   frames and attaches a `deepfake` param per face and a verdict per frame.
 //! - `sd2json`: writes one JSON line per frame with every face and its params.
 //! - `sd2bin`: decode, sample, detect and classify in one element.
+//! - `sd2overlay`: draws each face's box, verdict and label, and a banner on fake frames.
 
 use gst::glib;
 
@@ -15,6 +16,7 @@ mod device;
 mod facedetect;
 mod frame;
 mod json;
+mod overlay;
 mod pads;
 pub mod roi;
 
@@ -26,6 +28,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectbin::register(plugin)?;
     facedetect::register(plugin)?;
     json::register(plugin)?;
+    overlay::register(plugin)?;
     Ok(())
 }
 
