@@ -15,6 +15,7 @@ use gst::prelude::*;
 use gst_check::Harness;
 use gst_video::{VideoFormat, VideoFrameRef, VideoInfo, VideoRegionOfInterestMeta};
 use gstsd2::roi;
+use sd2_models::analyzer::{Judged, label};
 use sd2_models::classifier::Verdict;
 use sd2_models::mtcnn::Face;
 
@@ -168,17 +169,24 @@ fn attach(
     }
 }
 
-/// A verdict whose label is FS with fake score 0.87.
-fn fake_verdict() -> Verdict {
-    Verdict {
-        probabilities: [0.13, 0.80, 0.03, 0.02, 0.02],
-    }
+/// A face judged fake, its label FS, its fake score 0.87.
+fn fake_verdict() -> Judged {
+    judged([0.13, 0.80, 0.03, 0.02, 0.02], true)
 }
 
-/// A REAL verdict with fake score 0.12.
-fn real_verdict() -> Verdict {
-    Verdict {
-        probabilities: [0.88, 0.03, 0.03, 0.03, 0.03],
+/// A face judged real, its fake score 0.12.
+fn real_verdict() -> Judged {
+    judged([0.88, 0.03, 0.03, 0.03, 0.03], false)
+}
+
+fn judged(probabilities: [f32; 5], fake: bool) -> Judged {
+    let verdict = Verdict { probabilities };
+    Judged {
+        verdict,
+        fake,
+        label: label(&verdict, fake),
+        frames_ago: 0,
+        current: true,
     }
 }
 
@@ -219,8 +227,8 @@ fn scene(info: &VideoInfo) -> (gst::Buffer, Vec<Mark>) {
     ];
     let b = buf.get_mut().unwrap();
     let params = [
-        roi::deepfake_param(&fake_verdict(), "sd2-demo", 3, 0, true),
-        roi::deepfake_param(&real_verdict(), "sd2-demo", 1, 0, true),
+        roi::deepfake_param(&fake_verdict(), "sd2-demo", 3),
+        roi::deepfake_param(&real_verdict(), "sd2-demo", 1),
         roi::unanalysed_param("sd2-demo", 2),
     ];
     for (i, (m, p)) in marks.iter().zip(params).enumerate() {
@@ -494,7 +502,7 @@ fn label_text_is_a_readable_share_of_the_frame_at_720p_and_1080p() {
             &info,
             0,
             rect,
-            Some(roi::deepfake_param(&fake_verdict(), "m", 3, 0, true)),
+            Some(roi::deepfake_param(&fake_verdict(), "m", 3)),
         );
         let img = Image::of(&harness.push_and_pull(buf).unwrap(), &info);
         let rows = text_rows(&img, rect, line);
