@@ -86,8 +86,9 @@ pub fn agent() -> ureq::Agent {
         .into()
 }
 
-/// Runs `sd2-monitor --config FILE` with `config` written to FILE; returns its exit.
-pub fn run_with_config(config: &str) -> (Exit, tempfile::TempDir) {
+/// Runs `sd2-monitor --config FILE ARGS…` with `config` written to FILE, to its end;
+/// returns its exit and the folder FILE is in.
+pub fn run_with_config(config: &str, args: &[&str]) -> (Exit, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("channels.toml");
     std::fs::write(&path, config).unwrap();
@@ -95,8 +96,7 @@ pub fn run_with_config(config: &str) -> (Exit, tempfile::TempDir) {
     let out = Command::new(env!("CARGO_BIN_EXE_sd2-monitor"))
         .arg("--config")
         .arg(&path)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(args)
         .output()
         .unwrap();
     let exit = Exit {
