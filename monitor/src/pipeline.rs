@@ -6,10 +6,15 @@
 //! ```
 //!
 //! Both analysis elements run on every Nth frame, N being the stream's frame rate over
-//! the channel's `analysis_fps` (rounded; at least 1), set when the stream's caps arrive
-//! (see [`crate::probes`]). The queue lets the decoder run ahead while the detector works
-//! on a frame. A file plays in real time (the sink synchronises to the clock); a live source
-//! is not held back by the sink.
+//! the channel's `analysis_fps` (rounded; at least 1; see [`crate::interval`]). The queue
+//! lets the decoder run ahead while the detector works on a frame. A file plays in real
+//! time: an `identity sync=true` after the queue lets each frame into the analysis at its
+//! time, so the analysis itself never waits for the clock (frames waiting downstream would
+//! fill `sd2deepfake`'s queue and be skipped). Nothing after the analysis waits either.
+//!
+//! ```text
+//! uridecodebin uri=file://… ! queue ! identity sync=true ! videoconvert ! …
+//! ```
 
 use gst::prelude::*;
 
@@ -53,8 +58,14 @@ pub fn build(cfg: &ChannelConfig, service: &ServiceConfig) -> Result<Pipeline, S
         .map(|_| make_publish(cfg, service))
         .transpose()?;
     let sink = make("fakesink")?;
-    sink.set_property("sync", cfg.input.is_file());
-    let mut chain = vec![queue.clone(), convert, facedetect.clone(), deepfake.clone()];
+    sink.set_property("sync", false);
+    let mut chain = vec![queue.clone()];
+    if cfg.input.is_file() {
+        let pace = make("identity")?;
+        pace.set_property("sync", true);
+        chain.push(pace);
+    }
+    chain.extend([convert, facedetect.clone(), deepfake.clone()]);
     chain.extend(publish.clone());
     chain.push(sink);
     pipeline
