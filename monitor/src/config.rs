@@ -389,6 +389,11 @@ pub fn resolve(
     let on_eos = fields.on_eos.or(defaults.on_eos).unwrap_or_default();
     let publish = merge_publish(defaults.publish.as_ref(), fields.publish.as_ref());
     if let Some(p) = &publish {
+        if p.get("location") == Some(&PropValue::Text("-".into())) {
+            return Err(bad(
+                "publish.location \"-\" (standard output): the monitor's standard output stays empty; name a file".into(),
+            ));
+        }
         for key in p.keys() {
             let prop = key.replace('_', "-");
             if matches!(prop.as_str(), "channel" | "spool-dir" | "drain-timeout") {
@@ -572,6 +577,10 @@ mod tests {
             (
                 "name = \"a\"\nuri = \"rtsp://x/y\"\npublish = { spool_dir = \"/tmp\" }",
                 "publish.spool_dir is set by the monitor",
+            ),
+            (
+                "name = \"a\"\nuri = \"rtsp://x/y\"\npublish = { method = \"file\", location = \"-\" }",
+                "standard output stays empty",
             ),
             ("name = \"a\"\nurl = \"rtsp://x/y\"", "unknown field `url`"),
         ];

@@ -96,7 +96,7 @@ impl ChannelStats {
     pub fn left(&self, pts: Option<u64>) -> Option<f64> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let at = p.iter().position(|(t, _)| *t == pts)?;
-        let (_, since) = p.drain(..=at).last()?;
+        let (_, since) = p.drain(..=at).next_back()?;
         Some(since.elapsed().as_secs_f64())
     }
 
