@@ -241,19 +241,31 @@ impl<'a> Watch<'a> {
                 None
             }
             MessageView::Element(e) => {
-                if let Some(s) = e.structure()
-                    && s.name() == "sd2-deepfake-skipped"
-                {
-                    tracing::warn!(
-                        channel = self.ch.name(),
-                        event = "skipping",
-                        skipped_frames = s.get::<u64>("skipped_frames").unwrap_or(0),
-                        "the model is behind: frames pass unanalysed"
-                    );
+                if let Some(s) = e.structure() {
+                    self.element_message(s);
                 }
                 None
             }
             _ => None,
+        }
+    }
+
+    /// Logs what the analysis and publish elements report.
+    fn element_message(&self, s: &gst::StructureRef) {
+        match s.name().as_str() {
+            "sd2-deepfake-skipped" => tracing::warn!(
+                channel = self.ch.name(),
+                event = "skipping",
+                skipped_frames = s.get::<u64>("skipped_frames").unwrap_or(0),
+                "the model is behind: frames pass unanalysed"
+            ),
+            "sd2-publish-dropped" => tracing::warn!(
+                channel = self.ch.name(),
+                event = "publish_dropped",
+                dropped = s.get::<u64>("dropped").unwrap_or(0),
+                "the spool is full: its oldest messages are dropped"
+            ),
+            _ => {}
         }
     }
 
