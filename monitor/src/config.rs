@@ -274,9 +274,9 @@ impl Config {
             source,
         })?;
         let base = path
-            .parent()
-            .map(Path::to_owned)
-            .filter(|p| !p.as_os_str().is_empty())
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_owned))
             .unwrap_or_else(|| PathBuf::from("."));
         Config::parse(&text, &base).map_err(|e| match e {
             ConfigError::Syntax { message, .. } => ConfigError::Syntax {

@@ -18,7 +18,7 @@
 
 use gst::prelude::*;
 
-use crate::config::{ChannelConfig, Input, ServiceConfig};
+use crate::config::{ChannelConfig, Input, OnEos, ServiceConfig};
 use crate::props;
 
 /// Frames the queue after the decoder holds: a second of 25 fps video.
@@ -30,6 +30,8 @@ pub struct Pipeline {
     pub pipeline: gst::Pipeline,
     /// The queue after the source: where a drain sends its end of stream.
     pub entry: gst::Element,
+    /// A file's `identity` that lets frames in at their time.
+    pub pace: Option<gst::Element>,
     pub facedetect: gst::Element,
     pub deepfake: gst::Element,
     pub publish: Option<gst::Element>,
@@ -60,10 +62,12 @@ pub fn build(cfg: &ChannelConfig, service: &ServiceConfig) -> Result<Pipeline, S
     let sink = make("fakesink")?;
     sink.set_property("sync", false);
     let mut chain = vec![queue.clone()];
-    if cfg.input.is_file() {
-        let pace = make("identity")?;
-        pace.set_property("sync", true);
-        chain.push(pace);
+    let pace = cfg.input.is_file().then(|| make("identity")).transpose()?;
+    if let Some(pace) = &pace {
+        // A synchronising identity answers the pause with no preroll, and a looping file
+        // needs a preroll to start its first segment: it synchronises once that is done.
+        pace.set_property("sync", cfg.on_eos != OnEos::Loop);
+        chain.push(pace.clone());
     }
     chain.extend([convert, facedetect.clone(), deepfake.clone()]);
     chain.extend(publish.clone());
@@ -76,6 +80,7 @@ pub fn build(cfg: &ChannelConfig, service: &ServiceConfig) -> Result<Pipeline, S
     Ok(Pipeline {
         pipeline,
         entry: queue,
+        pace,
         facedetect,
         deepfake,
         publish,

@@ -135,14 +135,23 @@ fn run(
     (end, healthy)
 }
 
+/// The steps of a looping file's start.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum LoopStart {
+    Preroll,
+    SeekPreroll,
+    Playing,
+    Done,
+}
+
 /// Watches a started pipeline.
 struct Watch<'a> {
     ch: &'a Channel,
     p: &'a Pipeline,
     bus: &'a gst::Bus,
     service: &'a ServiceConfig,
-    /// A looping file waits for its preroll to start its first segment.
-    seek_pending: bool,
+    /// Where a looping file is in its start.
+    loop_start: LoopStart,
     frames: u64,
     first_frame: Option<Instant>,
     last_frame: Instant,
@@ -161,7 +170,11 @@ impl<'a> Watch<'a> {
             p,
             bus,
             service,
-            seek_pending: looping,
+            loop_start: if looping {
+                LoopStart::Preroll
+            } else {
+                LoopStart::Done
+            },
             frames: stats::get(&ch.stats.frames),
             first_frame: None,
             last_frame: Instant::now(),
@@ -220,16 +233,12 @@ impl<'a> Watch<'a> {
                 Some(End::Lost(format!("{src}: {}", e.error())))
             }
             MessageView::Eos(_) => Some(self.end_of_stream()),
-            MessageView::AsyncDone(_) if from_pipeline && self.seek_pending => {
-                self.seek_pending = false;
-                if !segment_seek(&self.p.pipeline, true) {
-                    tracing::info!(
-                        channel = self.ch.name(),
-                        event = "loop_by_restart",
-                        "the file refuses segment seeks: it loops by starting again"
-                    );
-                }
-                let _ = self.p.pipeline.set_state(gst::State::Playing);
+            MessageView::AsyncDone(_) if from_pipeline => {
+                self.start_loop(None);
+                None
+            }
+            MessageView::StateChanged(c) if from_pipeline => {
+                self.start_loop(Some(c.current()));
                 None
             }
             MessageView::SegmentDone(_) => {
@@ -248,6 +257,38 @@ impl<'a> Watch<'a> {
             }
             _ => None,
         }
+    }
+
+    /// Takes a looping file through its start: preroll, a flushing segment seek to the
+    /// start, preroll again, play, then let frames in at their time (`state` is the
+    /// pipeline's new state, `None` for an async-done).
+    fn start_loop(&mut self, state: Option<gst::State>) {
+        self.loop_start = match (self.loop_start, state) {
+            (LoopStart::Preroll, None) => {
+                if segment_seek(&self.p.pipeline, true) {
+                    LoopStart::SeekPreroll
+                } else {
+                    tracing::info!(
+                        channel = self.ch.name(),
+                        event = "loop_by_restart",
+                        "the file refuses segment seeks: it loops by starting again"
+                    );
+                    let _ = self.p.pipeline.set_state(gst::State::Playing);
+                    LoopStart::Playing
+                }
+            }
+            (LoopStart::SeekPreroll, None) => {
+                let _ = self.p.pipeline.set_state(gst::State::Playing);
+                LoopStart::Playing
+            }
+            (LoopStart::Playing, Some(gst::State::Playing)) => {
+                if let Some(pace) = &self.p.pace {
+                    pace.set_property("sync", true);
+                }
+                LoopStart::Done
+            }
+            (other, _) => other,
+        };
     }
 
     /// Logs what the analysis and publish elements report.

@@ -105,8 +105,8 @@ fn bad_requests(s: &Service) -> Vec<(&'static str, u16, String)> {
 }
 
 fn scenario() -> &'static Seen {
-    static SEEN: OnceLock<Seen> = OnceLock::new();
-    SEEN.get_or_init(|| {
+    static SEEN: OnceLock<Result<Seen, String>> = OnceLock::new();
+    common::once(&SEEN, || {
         let uri = common::demo_uri();
         let s = Service::start(&format!(
             "[service]\ndrain_timeout_s = 2.0\n[defaults]\non_eos = \"loop\"\n\

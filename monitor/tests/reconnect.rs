@@ -72,8 +72,8 @@ fn lines(path: &std::path::Path) -> usize {
 }
 
 fn scenario() -> &'static Seen {
-    static SEEN: OnceLock<Seen> = OnceLock::new();
-    SEEN.get_or_init(|| {
+    static SEEN: OnceLock<Result<Seen, String>> = OnceLock::new();
+    common::once(&SEEN, || {
         let mut rtsp = RtspServer::start(&common::demo_video());
         let out = tempfile::tempdir().unwrap();
         let published = out.path().join("live.jsonl");

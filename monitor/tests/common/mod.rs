@@ -262,6 +262,26 @@ impl Drop for Service {
     }
 }
 
+/// Runs a scenario once for every test of a file that reads it: a scenario that failed is
+/// reported by each test, not run again by each.
+pub fn once<T: Send + Sync>(
+    cell: &'static std::sync::OnceLock<Result<T, String>>,
+    scenario: impl FnOnce() -> T,
+) -> &'static T {
+    let result = cell.get_or_init(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(scenario)).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        })
+    });
+    match result {
+        Ok(seen) => seen,
+        Err(why) => panic!("the scenario failed: {why}"),
+    }
+}
+
 /// A sample's value in Prometheus text.
 pub fn parse_metric(text: &str, sample: &str) -> Option<f64> {
     text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
