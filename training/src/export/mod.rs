@@ -89,20 +89,28 @@ pub fn export(
         model_version: info.model_version.clone(),
         tau,
         labels: simple,
-        graph: Some(GraphInfo {
-            kind: if variant.fused {
-                GraphKind::Fused
-            } else {
-                GraphKind::Standard
-            },
-            precision: variant.precision,
-        }),
+        graph: Some(variant.graph_info()),
     };
     let doc = format!(
         "SD² deepfake detector: CLIP {s}x{s} /{} vision tower with LoRA merged, CLAM, adapter, cosine head over REAL, FS, FR, EFS, FE.",
         c.vision.patch_size
     );
     model_file(b.g, &metadata, doc)
+}
+
+impl Variant {
+    /// How the model file records this variant.
+    fn graph_info(self) -> GraphInfo {
+        let kind = if self.fused {
+            GraphKind::Fused
+        } else {
+            GraphKind::Standard
+        };
+        GraphInfo {
+            kind,
+            precision: self.precision,
+        }
+    }
 }
 
 /// The model file of `graph`: its operator sets, the metadata, a description.

@@ -373,7 +373,10 @@ impl<'a> Trainer<'a> {
         self.skipped_rows += sums.skipped;
         self.record(&sums, loss, lr)?;
         self.images_since_save += sums.images;
-        let due = self.state.step % self.config.checkpoint_every.max(1) == 0
+        let due = self
+            .state
+            .step
+            .is_multiple_of(self.config.checkpoint_every.max(1))
             || self.state.step == self.schedule.total_steps;
         // A checkpoint holds training: with no image read since the last one (a volume
         // gone, a wrong --image-root), saving would only move the data position past rows
