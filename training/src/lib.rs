@@ -11,5 +11,6 @@ pub mod lora;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod tokenizer;
 pub mod train;
