@@ -1,6 +1,5 @@
 //! `sd2-train`: SD² (paper §4) in burn.
 
-pub mod bench;
 pub mod clam;
 pub mod clip;
 pub mod data;

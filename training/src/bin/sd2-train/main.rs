@@ -8,7 +8,6 @@
 //!     sd2-train eval --checkpoint runs/demo/checkpoints/step-00000300 --manifest data/demo/manifest.jsonl
 //!     sd2-train export --checkpoint runs/demo --out demo.onnx
 
-mod bench_step;
 mod demo_set;
 mod eval;
 mod export;
@@ -43,8 +42,6 @@ enum Command {
     /// Turn DeepfakeBench dataset JSON files (FaceForensics++, Celeb-DF, DFDC, DF40, ...)
     /// into a manifest, typing each label by the shipped table.
     ImportDeepfakebench(import::Import),
-    /// Images per second of one optimisation step, beside PyTorch doing the same step.
-    BenchStep(bench_step::BenchStep),
     /// Write a checkpoint as the ONNX model the `sd2deepfake` element runs.
     Export(export::Export),
 }
@@ -64,7 +61,6 @@ fn main() -> Result<()> {
         }
         Command::Eval(e) => eval::run(&e),
         Command::ImportDeepfakebench(i) => import::run(&i),
-        Command::BenchStep(b) => bench_step::run(&b),
         Command::Export(x) => export::run(&x),
     }
 }
