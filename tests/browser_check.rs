@@ -46,7 +46,11 @@ fn a_missing_image_is_reported() {
     assert!(!c.is_clean());
     assert_eq!(c.images_loaded, 1);
     assert_eq!(c.broken_images.len(), 1, "{:?}", c.broken_images);
-    assert!(c.broken_images[0].ends_with("/thumbs/missing.png"), "{:?}", c.broken_images);
+    assert!(
+        c.broken_images[0].ends_with("/thumbs/missing.png"),
+        "{:?}",
+        c.broken_images
+    );
     assert!(c.script_errors.is_empty(), "{:?}", c.script_errors);
 }
 

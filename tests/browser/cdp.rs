@@ -61,7 +61,10 @@ impl Cdp {
             .arg(r#"exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>&2"#)
             .arg(&binary)
             .args(FLAGS)
-            .arg(format!("--user-data-dir={}", profile.join("profile").display()))
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.join("profile").display()
+            ))
             .arg("about:blank")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-pub use cdp::chromium_binary;
 use cdp::Cdp;
+pub use cdp::chromium_binary;
 
 /// Why a page could not be checked (as opposed to what is wrong with it: [`PageCheck`]).
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
-    #[error("cannot start {binary}: {detail} (install Debian's `chromium` package: scripts/setup.sh does)")]
+    #[error(
+        "cannot start {binary}: {detail} (install Debian's `chromium` package: scripts/setup.sh does)"
+    )]
     Start { binary: PathBuf, detail: String },
     #[error("{binary} exited unexpectedly; the end of its log:\n{log}")]
     Exited { binary: PathBuf, log: String },
@@ -89,9 +91,18 @@ pub struct PageCheck {
 impl PageCheck {
     /// Everything wrong with the page, one line each.
     pub fn problems(&self) -> Vec<String> {
-        let images = self.broken_images.iter().map(|u| format!("broken image: {u}"));
-        let scripts = self.script_errors.iter().map(|e| format!("script error: {e}"));
-        let requests = self.failed_requests.iter().map(|r| format!("failed request: {r}"));
+        let images = self
+            .broken_images
+            .iter()
+            .map(|u| format!("broken image: {u}"));
+        let scripts = self
+            .script_errors
+            .iter()
+            .map(|e| format!("script error: {e}"));
+        let requests = self
+            .failed_requests
+            .iter()
+            .map(|r| format!("failed request: {r}"));
         images.chain(scripts).chain(requests).collect()
     }
 
@@ -115,8 +126,7 @@ pub fn file_url(path: &Path) -> String {
 }
 
 /// In the page: each `<img>` with whether it loaded and decoded.
-const IMAGES: &str =
-    "Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])";
+const IMAGES: &str = "Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete && i.naturalWidth > 0])";
 
 /// Opens `page` in headless Chromium, waits for it to load, saves a PNG screenshot to
 /// `screenshot` and reports what failed.
@@ -158,7 +168,10 @@ fn visit(
         None,
         deadline,
     )?;
-    let session = attached["sessionId"].as_str().unwrap_or_default().to_owned();
+    let session = attached["sessionId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let s = Some(session.as_str());
     for domain in ["Page", "Runtime", "Network", "Log"] {
         cdp.call(&format!("{domain}.enable"), json!({}), s, deadline)?;
@@ -229,7 +242,10 @@ fn read_events(events: &[Value], session: &str, check: &mut PageCheck) {
         match e["method"].as_str().unwrap_or_default() {
             "Network.requestWillBeSent" => {
                 let id = p["requestId"].as_str().unwrap_or_default().to_owned();
-                urls.insert(id, p["request"]["url"].as_str().unwrap_or_default().to_owned());
+                urls.insert(
+                    id,
+                    p["request"]["url"].as_str().unwrap_or_default().to_owned(),
+                );
             }
             "Network.loadingFailed" => {
                 let url = urls
