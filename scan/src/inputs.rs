@@ -168,9 +168,12 @@ mod tests {
         let pattern = format!("{}/*/*.mp4", d.path().display());
         assert_eq!(expand(&[pattern]).unwrap().len(), 2);
         let none = format!("{}/*.avi", d.path().display());
-        assert_eq!(expand(&[none.clone()]), Err(InputError::NoMatch(none)));
+        assert_eq!(
+            expand(std::slice::from_ref(&none)),
+            Err(InputError::NoMatch(none))
+        );
         let missing = format!("{}/nope.mp4", d.path().display());
-        let e = expand(&[missing.clone()]).unwrap_err();
+        let e = expand(std::slice::from_ref(&missing)).unwrap_err();
         assert_eq!(e.to_string(), format!("{missing}: no such file or folder"));
     }
 }

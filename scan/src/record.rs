@@ -85,6 +85,10 @@ pub struct VideoVerdictRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SuspiciousFace {
     pub track_id: u64,
+    /// Analysed frames the face is on, and those it was judged fake on.
+    pub frames: usize,
+    pub fake_frames: usize,
+    /// The most suspicious frame: when, its fake score, judgement and label.
     pub time_s: f64,
     pub fake_score: f32,
     pub fake: bool,

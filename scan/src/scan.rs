@@ -263,6 +263,8 @@ fn video_report(
             };
             SuspiciousFace {
                 track_id: p.track,
+                frames: p.frames,
+                fake_frames: p.fake_frames,
                 time_s: p.time_s,
                 fake_score: p.verdict.fake_score(),
                 fake: p.fake,

@@ -4,6 +4,10 @@
 //!
 //! A frame's fake score is its most suspicious face's (1 − p(REAL)); a frame is fake when
 //! any of its faces is, each judged on its own frame.
+//!
+//! The most suspicious faces are those judged fake on the most frames, then those with the
+//! highest fake score: a face judged fake again and again matters more than one that spikes
+//! once (small faces in the background, a detection that is no face).
 
 use std::collections::HashMap;
 
@@ -38,6 +42,9 @@ pub struct FramePoint {
 #[derive(Clone, Debug)]
 pub struct Peak<C> {
     pub track: u64,
+    /// Frames the face was classified on, and judged fake on.
+    pub frames: usize,
+    pub fake_frames: usize,
     pub time_s: f64,
     pub verdict: Verdict,
     pub fake: bool,
@@ -68,7 +75,8 @@ pub struct VideoSummary<C> {
     pub peak_frame: Option<(f64, f32)>,
     pub fake_frames: usize,
     pub timeline: Vec<FramePoint>,
-    /// The most suspicious faces, most suspicious first, one per track.
+    /// The most suspicious faces, one per track: most frames judged fake first, then
+    /// highest fake score.
     pub suspicious: Vec<Peak<C>>,
 }
 
@@ -98,21 +106,29 @@ impl<C> VideoAccumulator<C> {
             let face_fake = self.judge.is_fake_alone(&face.verdict);
             score = Some(score.map_or(s, |b| b.max(s)));
             fake |= face_fake;
-            let better = self
+            let (frames, fake_frames) = self
                 .peaks
                 .get(&face.track)
-                .is_none_or(|p| s > p.verdict.fake_score());
-            if better {
-                let peak = Peak {
-                    track: face.track,
-                    time_s,
-                    verdict: face.verdict,
-                    fake: face_fake,
-                    label: label(&face.verdict, face_fake),
-                    rect: face.rect,
-                    crop: crop(face),
-                };
-                self.peaks.insert(face.track, peak);
+                .map_or((0, 0), |p| (p.frames, p.fake_frames));
+            let (frames, fake_frames) = (frames + 1, fake_frames + usize::from(face_fake));
+            match self.peaks.get_mut(&face.track) {
+                Some(p) if s <= p.verdict.fake_score() => {
+                    (p.frames, p.fake_frames) = (frames, fake_frames);
+                }
+                _ => {
+                    let peak = Peak {
+                        track: face.track,
+                        frames,
+                        fake_frames,
+                        time_s,
+                        verdict: face.verdict,
+                        fake: face_fake,
+                        label: label(&face.verdict, face_fake),
+                        rect: face.rect,
+                        crop: crop(face),
+                    };
+                    self.peaks.insert(face.track, peak);
+                }
             }
         }
         self.timeline.push(FramePoint {
@@ -140,9 +156,9 @@ impl<C> VideoAccumulator<C> {
         let mut suspicious: Vec<Peak<C>> = self.peaks.into_values().collect();
         let faces = suspicious.len();
         suspicious.sort_by(|a, b| {
-            b.verdict
-                .fake_score()
-                .total_cmp(&a.verdict.fake_score())
+            b.fake_frames
+                .cmp(&a.fake_frames)
+                .then(b.verdict.fake_score().total_cmp(&a.verdict.fake_score()))
                 .then(a.time_s.total_cmp(&b.time_s))
                 .then(a.track.cmp(&b.track))
         });
@@ -201,6 +217,23 @@ mod tests {
         let v = acc.finish(10).verdict.unwrap();
         assert!(v.fake, "fake score 0.5 > 0.3");
         assert_eq!(v.label, DeepfakeType::FaceSwap);
+    }
+
+    #[test]
+    fn a_face_judged_fake_on_many_frames_ranks_above_one_that_spikes_once() {
+        const SPIKE: [f32; 5] = [0.02, 0.9, 0.04, 0.02, 0.02];
+        let mut acc = VideoAccumulator::<()>::new(Judge::default());
+        acc.add_frame(0.0, &[face(1, SWAPPED), face(2, SPIKE)], |_| None);
+        acc.add_frame(1.0, &[face(1, SWAPPED), face(2, REALISH)], |_| None);
+        acc.add_frame(2.0, &[face(1, REALISH), face(3, REALISH)], |_| None);
+        let s = acc.finish(10);
+        let order: Vec<(u64, usize, usize)> = s
+            .suspicious
+            .iter()
+            .map(|p| (p.track, p.fake_frames, p.frames))
+            .collect();
+        assert_eq!(order, [(1, 2, 3), (2, 1, 2), (3, 0, 1)]);
+        assert!(s.suspicious[1].verdict.fake_score() > s.suspicious[0].verdict.fake_score());
     }
 
     #[test]

@@ -182,6 +182,13 @@ fn visit(
         s,
         deadline,
     )?;
+    // Screenshots show the page, not the scroll bar beside it.
+    cdp.call(
+        "Emulation.setScrollbarsHidden",
+        json!({ "hidden": true }),
+        s,
+        deadline,
+    )?;
     let navigated = cdp.call(
         "Page.navigate",
         json!({ "url": file_url(page) }),

@@ -114,8 +114,9 @@ pub fn page(dir: &Path, rows: &[Row<'_>], settings: &ScanSettings, line: f64) ->
     h.push_str(
         "<p class=\"note\">A video's verdict judges the mean of its faces' probabilities (every \
          face on every analysed frame) by the same rule as a face; its fake score is 1 − that \
-         mean p(REAL). A frame's fake score is its most suspicious face's. Thumbnails show each \
-         face at its most suspicious frame, red when that face was judged fake there.</p>\n\
+         mean p(REAL). A frame's fake score is its most suspicious face's. Thumbnails show the faces \
+         judged fake on the most frames (then the highest scores), each at its most suspicious \
+         frame, red when judged fake there.</p>\n\
          </body></html>\n",
     );
     h
@@ -208,7 +209,7 @@ fn video(h: &mut String, dir: &Path, row: &Row<'_>, rep: &VideoReport, line: f64
             let _ = write!(
                 h,
                 "<figure{}><img src=\"{}\" alt=\"face {} at {:.1} s\">\
-                 <figcaption>{:.3} {} · {:.1} s</figcaption></figure>",
+                 <figcaption>{:.3} {} at {:.1} s<br>fake on {} of {} frames</figcaption></figure>",
                 if f.fake { " class=\"fake\"" } else { "" },
                 escape(thumb),
                 f.track_id,
@@ -216,6 +217,8 @@ fn video(h: &mut String, dir: &Path, row: &Row<'_>, rep: &VideoReport, line: f64
                 f.fake_score,
                 f.label.code(),
                 f.time_s,
+                f.fake_frames,
+                f.frames,
             );
         }
         h.push_str("</div>\n");
