@@ -59,16 +59,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         decision: cli.decision.name().to_owned(),
         threshold: cli.threshold,
     };
-    let mut store = match cli.json_output() {
-        Some(path) => {
-            let (store, warnings) = Store::open(&path)?;
-            for w in warnings {
-                eprintln!("sd2-scan: {w}");
-            }
-            Some(store)
-        }
-        None => None,
-    };
+    let mut store = open_store(cli)?;
     let (mut records, todo) = plan(&inputs, store.as_ref(), &settings);
     if let Some(s) = &store {
         let resumed = inputs.len() - todo.len();
@@ -82,37 +73,24 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     }
     let opts = cli.analyse_options(model);
     let progress = Progress::new(todo.len());
-    let next = AtomicUsize::new(0);
-    let (tx, rx) = channel::<(usize, Record)>();
+    let work = Work {
+        inputs: &inputs,
+        todo: &todo,
+        opts: &opts,
+        settings: &settings,
+        report_dir: cli.report.as_deref(),
+        progress: &progress,
+    };
     let mut append_error = None;
-    std::thread::scope(|scope| {
-        for _ in 0..(cli.jobs as usize).min(todo.len()) {
-            let tx = tx.clone();
-            let (todo, inputs, next, progress) = (&todo, &inputs, &next, &progress);
-            let (opts, settings) = (&opts, &settings);
-            let report_dir = cli.report.as_deref();
-            scope.spawn(move || {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((i, id)) = todo.get(k) else { break };
-                    let record = scan_one(&inputs[*i], id, opts, settings, report_dir, progress);
-                    if tx.send((*i, record)).is_err() {
-                        break;
-                    }
-                }
-            });
+    work.run(cli.jobs as usize, |i, record| {
+        progress.log(&outcome_line(&inputs[i], &record));
+        if let Some(s) = store.as_mut()
+            && let Err(e) = s.append(&record)
+        {
+            progress.log(&format!("sd2-scan: {e}"));
+            append_error.get_or_insert(e);
         }
-        drop(tx);
-        for (i, record) in rx {
-            progress.log(&outcome_line(&inputs[i], &record));
-            if let Some(s) = store.as_mut()
-                && let Err(e) = s.append(&record)
-            {
-                progress.log(&format!("sd2-scan: {e}"));
-                append_error.get_or_insert(e);
-            }
-            records[i] = Some(record);
-        }
+        records[i] = Some(record);
     });
     progress.finish();
     let records: Vec<Record> = records
@@ -147,6 +125,87 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The JSON lines output, with a warning on stderr for each line it cannot read.
+fn open_store(cli: &Cli) -> Result<Option<Store>> {
+    let Some(path) = cli.json_output() else {
+        return Ok(None);
+    };
+    let (store, warnings) = Store::open(&path)?;
+    for w in warnings {
+        eprintln!("sd2-scan: {w}");
+    }
+    Ok(Some(store))
+}
+
+/// The videos to analyse and how.
+struct Work<'a> {
+    inputs: &'a [Input],
+    /// Indices into `inputs`, with the files as they are now.
+    todo: &'a [(usize, FileId)],
+    opts: &'a AnalyseOptions,
+    settings: &'a ScanSettings,
+    report_dir: Option<&'a Path>,
+    progress: &'a Progress,
+}
+
+impl Work<'_> {
+    /// Analyses the videos on `jobs` threads; `done` gets each record, on this thread, as
+    /// its video finishes.
+    fn run(&self, jobs: usize, mut done: impl FnMut(usize, Record)) {
+        let next = AtomicUsize::new(0);
+        let (tx, rx) = channel::<(usize, Record)>();
+        std::thread::scope(|scope| {
+            for _ in 0..jobs.min(self.todo.len()) {
+                let (tx, next) = (tx.clone(), &next);
+                scope.spawn(move || {
+                    while let Some((i, id)) = self.todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let record = self.scan_one(&self.inputs[*i], id);
+                        if tx.send((*i, record)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, record) in rx {
+                done(i, record);
+            }
+        });
+    }
+
+    /// Analyses one video and makes its record (thumbnails written to the report folder).
+    fn scan_one(&self, input: &Input, id: &FileId) -> Record {
+        let bar = self.progress.file(&input.shown);
+        let started = Instant::now();
+        let outcome = match std::fs::File::open(&input.path) {
+            Err(e) => Outcome::Error {
+                error: format!("cannot open: {e}"),
+            },
+            Ok(_) => {
+                let b = bar.clone();
+                let update = Arc::new(move |f: Option<f64>, n: usize| Progress::update(&b, f, n));
+                match analyse(&input.path, self.opts, update) {
+                    Ok(a) => {
+                        let seconds = started.elapsed().as_secs_f64();
+                        let report =
+                            video_report(a, &id.path, self.report_dir, seconds, self.progress);
+                        Outcome::Scanned(Box::new(report))
+                    }
+                    Err(e) => Outcome::Error {
+                        error: e.to_string(),
+                    },
+                }
+            }
+        };
+        self.progress.done(&bar);
+        Record {
+            file: id.clone(),
+            settings: self.settings.clone(),
+            outcome,
+        }
+    }
 }
 
 /// The CSV, the report and the table.
@@ -199,45 +258,6 @@ fn unreadable_id(path: &Path) -> FileId {
         path: path.to_string_lossy().into_owned(),
         size: 0,
         mtime_ns: 0,
-    }
-}
-
-/// Analyses one video and makes its record (thumbnails written to `report_dir`).
-fn scan_one(
-    input: &Input,
-    id: &FileId,
-    opts: &AnalyseOptions,
-    settings: &ScanSettings,
-    report_dir: Option<&Path>,
-    progress: &Progress,
-) -> Record {
-    let bar = progress.file(&input.shown);
-    let started = Instant::now();
-    let outcome = match std::fs::File::open(&input.path) {
-        Err(e) => Outcome::Error {
-            error: format!("cannot open: {e}"),
-        },
-        Ok(_) => {
-            let b = bar.clone();
-            let update = Arc::new(move |f: Option<f64>, n: usize| Progress::update(&b, f, n));
-            match analyse(&input.path, opts, update) {
-                Ok(a) => {
-                    let seconds = started.elapsed().as_secs_f64();
-                    Outcome::Scanned(Box::new(video_report(
-                        a, &id.path, report_dir, seconds, progress,
-                    )))
-                }
-                Err(e) => Outcome::Error {
-                    error: e.to_string(),
-                },
-            }
-        }
-    };
-    progress.done(&bar);
-    Record {
-        file: id.clone(),
-        settings: settings.clone(),
-        outcome,
     }
 }
 
