@@ -3,12 +3,15 @@
 //! else with an error that names the file, without a panic and holding no more memory than
 //! the file's size allows, whatever lengths it declares.
 
+#[path = "common/damage.rs"]
+mod damage;
 #[path = "common/peak_memory.rs"]
 mod peak_memory;
 
 use std::io::Write;
 use std::path::Path;
 
+use damage::{Spots, config, damage, huge};
 use peak_memory::{Counting, allowance, peak_bytes};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -280,118 +283,6 @@ fn load(format: Format, path: &Path, bytes: &[u8]) -> Result<StateDict, StateDic
     result
 }
 
-/// A damage done to a file.
-#[derive(Clone, Debug)]
-enum Damage {
-    /// One byte xor-ed with a non-zero mask.
-    Flip(Index, u8),
-    /// Everything from a point on lost.
-    Truncate(Index),
-    /// Bytes inserted at a point.
-    Insert(Index, Vec<u8>),
-    /// A length-sized field overwritten with a huge value, as 4 or 8 little-endian bytes.
-    Huge(Index, u64, bool),
-    /// A size, count or offset field of a ZIP record (local header, central directory
-    /// entry or end of central directory) set to a huge value.
-    ZipField(Index, u32),
-}
-
-const HUGE: [u64; 8] = [
-    1 << 24,
-    1 << 28,
-    0x7fff_ffff,
-    0xffff_ffff,
-    1 << 32,
-    1 << 40,
-    1 << 62,
-    u64::MAX,
-];
-
-fn huge() -> impl Strategy<Value = u64> {
-    prop_oneof![prop::sample::select(HUGE.to_vec()), any::<u64>()]
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        (any::<Index>(), 1u8..).prop_map(|(i, m)| Damage::Flip(i, m)),
-        any::<Index>().prop_map(Damage::Truncate),
-        (any::<Index>(), prop::collection::vec(any::<u8>(), 1..16))
-            .prop_map(|(i, b)| Damage::Insert(i, b)),
-        (any::<Index>(), huge(), any::<bool>()).prop_map(|(i, v, wide)| Damage::Huge(i, v, wide)),
-        (
-            any::<Index>(),
-            prop::sample::select(vec![0x7fff_ffffu32, 0xffff_ffff, 0x0100_0000, 0xffff])
-        )
-            .prop_map(|(field, v)| Damage::ZipField(field, v)),
-    ]
-}
-
-/// The offsets, from a record's signature, of the fields of ZIP records that hold sizes,
-/// counts and offsets.
-const ZIP_FIELDS: [(&[u8; 4], &[usize]); 3] = [
-    (b"PK\x03\x04", &[18, 22, 26, 28]),
-    (b"PK\x01\x02", &[20, 24, 28, 30, 32, 42]),
-    (b"PK\x05\x06", &[8, 10, 12, 16, 20]),
-];
-
-fn apply(mut bytes: Vec<u8>, damage: &Damage) -> Vec<u8> {
-    if bytes.is_empty() {
-        return bytes;
-    }
-    match damage {
-        Damage::Flip(i, mask) => {
-            let at = i.index(bytes.len());
-            bytes[at] ^= mask;
-        }
-        Damage::Truncate(i) => bytes.truncate(i.index(bytes.len())),
-        Damage::Insert(i, extra) => {
-            let at = i.index(bytes.len() + 1);
-            bytes.splice(at..at, extra.iter().copied());
-        }
-        Damage::Huge(i, v, wide) => {
-            let raw = v.to_le_bytes();
-            let field = if *wide { &raw[..] } else { &raw[..4] };
-            let at = i.index(bytes.len());
-            let end = (at + field.len()).min(bytes.len());
-            bytes[at..end].copy_from_slice(&field[..end - at]);
-        }
-        Damage::ZipField(field, v) => {
-            let fields: Vec<usize> = ZIP_FIELDS
-                .iter()
-                .flat_map(|(signature, offsets)| {
-                    bytes
-                        .windows(4)
-                        .enumerate()
-                        .filter(|(_, w)| w == signature)
-                        .flat_map(move |(at, _)| offsets.iter().map(move |o| at + o))
-                        .collect::<Vec<_>>()
-                })
-                .filter(|&at| at + 2 <= bytes.len())
-                .collect();
-            if fields.is_empty() {
-                return bytes;
-            }
-            let at = fields[field.index(fields.len())];
-            let raw = v.to_le_bytes();
-            let end = (at + 4).min(bytes.len());
-            bytes[at..end].copy_from_slice(&raw[..end - at]);
-        }
-    }
-    bytes
-}
-
-/// `cases` cases, or as many as `PROPTEST_CASES` asks for (a longer search by hand).
-fn config(cases: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(cases),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Bytes that are no checkpoint: random, or random behind the start of one of the formats.
 fn random_file() -> impl Strategy<Value = Vec<u8>> {
     let body = prop::collection::vec(any::<u8>(), 0..512);
@@ -443,7 +334,9 @@ proptest! {
         damages in prop::collection::vec(damage(), 1..4),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let bytes = damages.iter().fold(safetensors_file(&tensors), apply);
+        let bytes = damages
+            .iter()
+            .fold(safetensors_file(&tensors), |b, d| d.apply(b, Spots::Anywhere));
         let _ = load(Format::Safetensors, &dir.path().join("model.safetensors"), &bytes);
     }
 
@@ -453,7 +346,9 @@ proptest! {
         damages in prop::collection::vec(damage(), 1..4),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let bytes = damages.iter().fold(pytorch_state_dict(&tensors), apply);
+        let bytes = damages
+            .iter()
+            .fold(pytorch_state_dict(&tensors), |b, d| d.apply(b, Spots::Anywhere));
         let _ = load(Format::Pytorch, &dir.path().join("model.pt"), &bytes);
     }
 
