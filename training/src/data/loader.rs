@@ -56,7 +56,7 @@ pub fn load_sample(
     config: &LoaderConfig,
     rng: &mut Rng,
 ) -> Result<Sample, String> {
-    let r = manifest.row(row)?;
+    let r = manifest.row(row).map_err(|e| e.problem.to_string())?;
     let path = manifest.image_path(&r);
     let img = RgbImage::open(&path).map_err(|e| e.to_string())?;
     let img = augment(
