@@ -70,7 +70,7 @@ pub fn load_sample(
 ) -> Result<Sample, SampleError> {
     let r = manifest
         .row(row)
-        .map_err(|e| SampleError::Row(e.to_string()))?;
+        .map_err(|e| SampleError::Row(e.problem.to_string()))?;
     let path = manifest.image_path(&r);
     let img = RgbImage::open(&path)?;
     let img = augment(
