@@ -16,6 +16,7 @@ mod facedetect;
 mod frame;
 mod json;
 mod pads;
+pub mod publish;
 pub mod roi;
 
 pub use device::DeviceKind;
@@ -26,6 +27,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     detectbin::register(plugin)?;
     facedetect::register(plugin)?;
     json::register(plugin)?;
+    publish::register(plugin)?;
     Ok(())
 }
 
