@@ -43,6 +43,13 @@ fn pipeline(
     .unwrap()
 }
 
+fn seqs_of(messages: &[Received]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|(_, m)| m["seq"].as_u64().unwrap())
+        .collect()
+}
+
 fn property(p: &gst::Element, element: &str, name: &str) -> u64 {
     p.downcast_ref::<gst::Bin>()
         .unwrap()
@@ -200,5 +207,67 @@ fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
         restarted_got.len(),
         want,
         restarted_got.len() - want
+    );
+}
+
+#[test]
+fn messages_in_flight_when_the_broker_stops_are_sent_again() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start();
+    let consumer = Subscriber::connect(broker.port, "burst-consumer", "sd2/cam2/#");
+    broker.stop();
+    // 2,000 frames spooled while the broker is down...
+    let p = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=2000 ! video/x-raw,width=64,height=48,framerate=25/1 ! \
+         sd2publish name=pub location={} channel=cam2 spool-dir={} drain-timeout=60000 ! fakesink",
+        broker.url(),
+        dir.path().display()
+    ))
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let publisher = p
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("pub")
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(30);
+    while publisher.property::<u64>("spooled") < 2000 {
+        assert!(Instant::now() < end, "2,000 frames spooled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ... go out in a burst when it returns, and it stops again in the middle of it.
+    broker.restart();
+    consumer.wait_until(Duration::from_secs(30), |m| m.len() >= 300);
+    broker.stop();
+    let received_before = consumer.count();
+    broker.restart();
+    let bus = p.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS once everything is delivered");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    p.set_state(gst::State::Null).unwrap();
+
+    assert!(
+        received_before < 2000,
+        "the broker stopped in the middle of the burst"
+    );
+    let got = consumer.wait_until(Duration::from_secs(20), |m| first_arrivals(m).len() >= 2000);
+    let seqs: Vec<u64> = first_arrivals(&got)
+        .iter()
+        .map(|(_, m)| m["seq"].as_u64().unwrap())
+        .collect();
+    let missing: Vec<u64> = (0..2000).filter(|s| !seqs.contains(s)).collect();
+    assert!(missing.is_empty(), "lost: {missing:?}");
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order");
+    eprintln!(
+        "burst: {} received before the stop, {} in all ({} duplicates)",
+        received_before,
+        got.len(),
+        got.len() - 2000
     );
 }
