@@ -182,14 +182,18 @@ fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
             (format!("sd2/cam1/{kind}"), m.clone())
         })
         .collect();
+    let all: Vec<u64> = (0..want as u64).collect();
     assert_eq!(
-        steady_got, topics_and_messages,
+        seqs_of(&steady_got),
+        all,
         "the steady broker's consumer gets every message once, in order"
     );
+    assert_eq!(steady_got, topics_and_messages);
 
     let restarted_got =
         restarted_sub.wait_until(Duration::from_secs(20), |m| first_arrivals(m).len() >= want);
     let firsts = first_arrivals(&restarted_got);
+    assert_eq!(seqs_of(&firsts), all, "nothing lost");
     assert_eq!(
         firsts, topics_and_messages,
         "after removing duplicates by seq, the same messages in the same order"

@@ -83,7 +83,7 @@ fn a_publisher_killed_while_the_broker_is_down_delivers_its_spool_when_started_a
     broker.restart();
     // Started again on the same spool with one frame more: it exits once all is delivered.
     let (mut second, lines) = gst_launch(plugins.path(), &registry, &publish(1, 60_000));
-    wait_line(&lines, "sd2-publish-connected", Duration::from_secs(30));
+    wait_line(&lines, "sd2-publish-delivering", Duration::from_secs(30));
     assert!(second.wait().unwrap().success());
 
     let got = consumer.wait_until(Duration::from_secs(20), |m| first_arrivals(m).len() >= 101);

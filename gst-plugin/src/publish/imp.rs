@@ -17,8 +17,9 @@
 //!
 //! Bus messages: `sd2-publish-dropped` (`dropped`: the total since start, `spool-dir`,
 //! `spool-size`; at most one a second while the spool drops), `sd2-publish-draining` (at end
-//! of stream, when messages wait: `waiting`, `destination`), `sd2-publish-connected`
-//! (`destination`, `waiting`); a warning when the destination becomes unreachable.
+//! of stream, when messages wait: `waiting`, `destination`), `sd2-publish-delivering`
+//! (`destination`, `waiting`: the destination confirms messages, at first and after an
+//! outage); a warning when the destination becomes unreachable.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -127,17 +128,17 @@ impl Publish {
 
     fn report(&self, event: Event, spool_dir: &str) {
         match event {
-            Event::Connected {
+            Event::Delivering {
                 destination,
                 waiting,
             } => {
                 gst::info!(
                     CAT,
                     imp = self,
-                    "connected to {destination}, {waiting} messages waiting"
+                    "delivering to {destination}, {waiting} messages waiting"
                 );
                 self.post(
-                    gst::Structure::builder("sd2-publish-connected")
+                    gst::Structure::builder("sd2-publish-delivering")
                         .field("destination", destination)
                         .field("waiting", waiting)
                         .build(),

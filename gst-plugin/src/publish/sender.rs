@@ -3,7 +3,8 @@
 //! It connects, sends up to the link's window of messages from the first unconfirmed one,
 //! and moves the spool's watermark over the confirmed prefix. When the destination fails
 //! it reports the outage once, waits (100 ms, doubling to 2 s), connects again and sends
-//! again everything unconfirmed: a message may arrive twice (with the same `seq`), never
+//! again everything unconfirmed; the first confirmation after the start or an outage is
+//! reported too: a message may arrive twice (with the same `seq`), never
 //! not at all while it is in the spool. Every 200 ms it records the watermark, every
 //! second it syncs the spool.
 
@@ -31,8 +32,8 @@ const SYNC_PERIOD: Duration = Duration::from_secs(1);
 /// What the sender tells its owner.
 #[derive(Debug)]
 pub enum Event {
-    /// Connected: at first, and after each outage.
-    Connected { destination: String, waiting: u64 },
+    /// The destination confirms messages: the first time, and again after each outage.
+    Delivering { destination: String, waiting: u64 },
     /// The destination failed; reported once an outage, not on each retry.
     Unreachable { error: LinkError, waiting: u64 },
     /// The spool could not be read, synced or recorded (reported once until it recovers).
@@ -64,6 +65,7 @@ impl Sender {
             stop: stop.clone(),
             backoff: MIN_BACKOFF,
             down: false,
+            delivering: false,
             upkeep: Upkeep::new(),
         };
         let thread = std::thread::Builder::new()
@@ -79,6 +81,10 @@ impl Sender {
     /// beyond, the thread is left to end by itself. True when it ended.
     pub fn stop(self, timeout: Duration) -> bool {
         self.stop.store(true, Ordering::SeqCst);
+        if std::thread::current().id() == self.thread.thread().id() {
+            // Stopped by its own observer (the owner dropped there): it ends on return.
+            return false;
+        }
         match self.done.recv_timeout(timeout) {
             Err(mpsc::RecvTimeoutError::Disconnected) | Ok(()) => {
                 let _ = self.thread.join();
@@ -105,6 +111,8 @@ struct Delivery {
     backoff: Duration,
     /// An outage was reported and has not ended.
     down: bool,
+    /// Delivering was reported since the start or the last outage.
+    delivering: bool,
     upkeep: Upkeep,
 }
 
@@ -116,15 +124,11 @@ impl Delivery {
     fn run(mut self) {
         while !self.stopped() {
             let result = self.destination.connect().and_then(|link| {
-                (self.observer)(Event::Connected {
-                    destination: self.destination.describe(),
-                    waiting: self.spool.counts().waiting,
-                });
-                self.down = false;
                 self.reader.rewind(&self.spool);
                 self.session(link)
             });
             if let Err(error) = result {
+                self.delivering = false;
                 if !self.down {
                     self.down = true;
                     (self.observer)(Event::Unreachable {
@@ -145,6 +149,19 @@ impl Delivery {
         while !self.stopped() && Instant::now() < end {
             std::thread::sleep(POLL.min(end.saturating_duration_since(Instant::now())));
             let _ = self.upkeep.tick(&self.spool, None, &*self.observer);
+        }
+    }
+
+    /// The destination confirmed something: an outage, if any, is over.
+    fn delivered(&mut self) {
+        self.backoff = MIN_BACKOFF;
+        self.down = false;
+        if !self.delivering {
+            self.delivering = true;
+            (self.observer)(Event::Delivering {
+                destination: self.destination.describe(),
+                waiting: self.spool.counts().waiting,
+            });
         }
     }
 
@@ -188,7 +205,7 @@ impl Delivery {
             }
             if let Some(upto) = upto {
                 self.spool.acknowledge(upto);
-                self.backoff = MIN_BACKOFF;
+                self.delivered();
             }
             if let Some(s) = sent.front().filter(|s| s.at.elapsed() > CONFIRM_TIMEOUT) {
                 return Err(LinkError::Unconfirmed {
