@@ -191,3 +191,38 @@ fn a_wildcard_topic_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn stopping_the_pipeline_ends_a_drain_at_once_and_keeps_the_messages() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let p = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=5 ! video/x-raw,width=64,height=48 ! \
+         sd2publish location=mqtt://127.0.0.1:{} spool-dir={} drain-timeout=600000 ! fakesink",
+        free_port(),
+        spool_dir.display()
+    ))
+    .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(30))
+            .expect("the element drains at the end of the stream");
+        if let gst::MessageView::Element(e) = msg.view()
+            && e.structure().unwrap().name() == "sd2-publish-draining"
+        {
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    p.set_state(gst::State::Null).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "stopped in {:?}",
+        started.elapsed()
+    );
+    let spool = Spool::open(&spool_dir, 1 << 20).unwrap();
+    assert_eq!(spool.counts().waiting, 5);
+}

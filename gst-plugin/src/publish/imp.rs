@@ -421,8 +421,12 @@ impl BaseTransformImpl for Publish {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::Eos(_) = event.view() {
-            self.drain();
+        match event.view() {
+            gst::EventView::Eos(_) => self.drain(),
+            // A flush (a seek) ends a drain in progress, which holds the streaming thread.
+            gst::EventView::FlushStart(_) => self.cancel.store(true, Ordering::SeqCst),
+            gst::EventView::FlushStop(_) => self.cancel.store(false, Ordering::SeqCst),
+            _ => {}
         }
         self.parent_sink_event(event)
     }
