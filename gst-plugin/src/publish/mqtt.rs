@@ -161,6 +161,8 @@ pub struct MqttLink {
     unassigned: VecDeque<u64>,
     /// Packet id to sequence number, for the publishes awaiting their PUBACK.
     awaiting: HashMap<u16, u64>,
+    /// The connection ended (polling again would connect anew).
+    ended: bool,
 }
 
 impl MqttLink {
@@ -173,6 +175,7 @@ impl MqttLink {
             qos: t.qos,
             unassigned: VecDeque::new(),
             awaiting: HashMap::new(),
+            ended: false,
         };
         // rumqttc gives up after CONNECT_TIMEOUT_S; this bound only guards against a hang.
         let deadline = Instant::now() + Duration::from_secs(CONNECT_TIMEOUT_S + 2);
@@ -191,7 +194,8 @@ impl MqttLink {
         }
     }
 
-    fn error(&self, (refused, reason): (bool, String)) -> LinkError {
+    fn error(&mut self, (refused, reason): (bool, String)) -> LinkError {
+        self.ended = true;
         let destination = self.destination.clone();
         if refused {
             LinkError::Refused {
@@ -270,6 +274,9 @@ impl Link for MqttLink {
 impl Drop for MqttLink {
     fn drop(&mut self) {
         // A polite goodbye, when the connection is still up; the broker copes without.
+        if self.ended {
+            return;
+        }
         self.session.disconnect();
         for _ in 0..8 {
             if !matches!(self.session.next(Duration::from_millis(20)), Ok(Some(_))) {

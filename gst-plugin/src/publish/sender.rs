@@ -66,6 +66,7 @@ impl Sender {
             backoff: MIN_BACKOFF,
             down: false,
             delivering: false,
+            read_error: None,
             upkeep: Upkeep::new(),
         };
         let thread = std::thread::Builder::new()
@@ -113,6 +114,8 @@ struct Delivery {
     down: bool,
     /// Delivering was reported since the start or the last outage.
     delivering: bool,
+    /// The spool read error last reported, until a read succeeds.
+    read_error: Option<String>,
     upkeep: Upkeep,
 }
 
@@ -165,6 +168,21 @@ impl Delivery {
         }
     }
 
+    /// Reports a read error: every damaged record (the reader passed it), an I/O error
+    /// once while it lasts (the reader waits before it tries again).
+    fn read_failed(&mut self, e: SpoolError) {
+        if let SpoolError::Damaged { .. } = e {
+            (self.observer)(Event::Spool(e));
+            return;
+        }
+        let text = e.to_string();
+        if self.read_error.as_deref() != Some(text.as_str()) {
+            self.read_error = Some(text);
+            (self.observer)(Event::Spool(e));
+        }
+        std::thread::sleep(POLL);
+    }
+
     /// Delivers until stopped or until the link fails.
     fn session(&mut self, mut link: Box<dyn Link>) -> Result<(), LinkError> {
         let mut sent: VecDeque<Sent> = VecDeque::new();
@@ -173,6 +191,7 @@ impl Delivery {
             while sent.len() < link.window() {
                 match self.reader.next(&self.spool) {
                     Ok(Some(record)) => {
+                        self.read_error = None;
                         link.send(&record)?;
                         sent.push_back(Sent {
                             seq: record.seq,
@@ -182,7 +201,7 @@ impl Delivery {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        (self.observer)(Event::Spool(e));
+                        self.read_failed(e);
                         break;
                     }
                 }
