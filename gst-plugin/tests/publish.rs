@@ -58,17 +58,16 @@ fn property(p: &gst::Element, element: &str, name: &str) -> u64 {
         .property(name)
 }
 
-#[test]
-fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
-    init();
-    let dir = tempfile::tempdir().unwrap();
-    let reference = dir.path().join("reference.jsonl");
-    let steady = Broker::start();
-    let mut restarted = Broker::start();
-    let steady_sub = Subscriber::connect(steady.port, "steady-consumer", "sd2/cam1/#");
-    let restarted_sub = Subscriber::connect(restarted.port, "restarted-consumer", "sd2/cam1/#");
-    let p = pipeline(&reference, &steady, &restarted, dir.path());
+/// What the bus said while the pipeline ran to EOS: the alerts sd2deepfake posted (track,
+/// timestamp), and whether the restarted broker's publisher reported the outage.
+struct Run {
+    bus_alerts: Vec<(u64, u64)>,
+    outage_reported: bool,
+}
 
+/// Plays `p` to EOS, stopping `broker` once `consumer` has 40 messages and starting it
+/// again OUTAGE later.
+fn run_with_outage(p: &gst::Element, broker: &mut Broker, consumer: &Subscriber) -> Run {
     p.set_state(gst::State::Playing).unwrap();
     let bus = p.bus().unwrap();
     let mut bus_alerts = Vec::new();
@@ -83,12 +82,12 @@ fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
         );
         // The broker goes down once the consumer has some of the video, and comes back
         // after OUTAGE.
-        if stopped_at.is_none() && restarted_sub.count() >= 40 {
-            restarted.stop();
+        if stopped_at.is_none() && consumer.count() >= 40 {
+            broker.stop();
             stopped_at = Some(Instant::now());
         }
         if !restarted_after_outage && stopped_at.is_some_and(|t| t.elapsed() >= OUTAGE) {
-            restarted.restart();
+            broker.restart();
             restarted_after_outage = true;
         }
         let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
@@ -123,7 +122,25 @@ fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
         restarted_after_outage,
         "the broker was restarted before the end of the stream"
     );
-    assert!(outage_reported, "the outage is reported on the bus");
+    Run {
+        bus_alerts,
+        outage_reported,
+    }
+}
+
+#[test]
+fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference.jsonl");
+    let steady = Broker::start();
+    let mut restarted = Broker::start();
+    let steady_sub = Subscriber::connect(steady.port, "steady-consumer", "sd2/cam1/#");
+    let restarted_sub = Subscriber::connect(restarted.port, "restarted-consumer", "sd2/cam1/#");
+    let p = pipeline(&reference, &steady, &restarted, dir.path());
+
+    let run = run_with_outage(&p, &mut restarted, &restarted_sub);
+    assert!(run.outage_reported, "the outage is reported on the bus");
     for name in ["steady", "restarted"] {
         assert_eq!(
             property(&p, name, "spooled"),
@@ -155,7 +172,7 @@ fn every_frame_and_alert_arrives_in_order_and_a_broker_restart_loses_none() {
             )
         })
         .collect();
-    assert_eq!(published_alerts, bus_alerts);
+    assert_eq!(published_alerts, run.bus_alerts);
     // An alert follows the frame it was raised on.
     for a in &alerts {
         let frame = &expected[a["seq"].as_u64().unwrap() as usize - 1];
