@@ -32,6 +32,7 @@ packages=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-libav gstreamer1.0-tools
   chromium
+  mosquitto mosquitto-clients openssl
 )
 missing=()
 for p in "${packages[@]}"; do
