@@ -115,7 +115,9 @@ pub fn run(b: &StepArgs) -> Result<()> {
 
 /// Images per second of the reference run by `py`, and its threads.
 fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_json::Value)> {
-    let dir = tempfile::Builder::new().prefix("sd2-bench-step-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sd2-bench-step-")
+        .tempdir()?;
     let cfg = dir.path().join("clip-config.json");
     std::fs::write(&cfg, serde_json::to_string(clip)?)?;
     let script = dir.path().join("reference_train_step.py");
