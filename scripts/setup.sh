@@ -31,6 +31,8 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-libav gstreamer1.0-tools
+  chromium
+  mosquitto mosquitto-clients openssl
   libgstrtspserver-1.0-dev gstreamer1.0-rtsp
 )
 missing=()

@@ -18,6 +18,7 @@ mod frame;
 mod json;
 mod overlay;
 mod pads;
+pub mod publish;
 pub mod roi;
 
 pub use device::DeviceKind;
@@ -29,6 +30,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     facedetect::register(plugin)?;
     json::register(plugin)?;
     overlay::register(plugin)?;
+    publish::register(plugin)?;
     Ok(())
 }
 

@@ -2,10 +2,15 @@
 //! carrying params in the shape other GStreamer analytics tools read (a `detection`
 //! structure with a normalised box and `confidence`, `label`, `label_id`).
 //!
-//! `detection` fields: `x_min`, `y_min`, `x_max`, `y_max` (doubles in [0, 1] of the frame),
-//! `confidence` (double), `label` (`"face"`), `label_id` (int, 0), `landmarks` (array of ten
-//! doubles, x and y of both eyes, the nose and the mouth corners, normalised like the box)
-//! and `frames_ago` (uint: 0 on frames the detector ran on, else how many frames ago it did).
+//! `detection` fields: `x_min`, `y_min`, `x_max`, `y_max` (doubles in [0, 1] of the frame:
+//! the box clipped to the frame, as the ROI rectangle), `confidence` (double), `label`
+//! (`"face"`), `label_id` (int, 0), `landmarks` (array of ten doubles, x and y of both eyes,
+//! the nose and the mouth corners, normalised like the box, and not clipped: a landmark of a
+//! face cut by an edge may lie outside [0, 1]) and `frames_ago` (uint: 0 on frames the
+//! detector ran on, else how many frames ago it did). When the face's box reaches past an
+//! edge of the frame (a face the edge cuts), the param also carries the box as MTCNN found
+//! it: `unclipped_x_min`, `unclipped_y_min`, `unclipped_x_max`, `unclipped_y_max` (doubles
+//! normalised like the box, below 0 or above 1 past the edge).
 
 use gst_video::VideoRegionOfInterestMeta;
 use sd2_models::analyzer::Judged;
@@ -101,7 +106,9 @@ pub fn pixel_rect(bbox: [f32; 4], width: u32, height: u32) -> (u32, u32, u32, u3
     (x1, y1, x2.saturating_sub(x1), y2.saturating_sub(y1))
 }
 
-/// The `detection` param of a face in a `width × height` frame.
+/// The `detection` param of a face in a `width × height` frame: the box clipped to the frame
+/// in `x_min` … `y_max`, and, when it reaches past an edge, as found in `unclipped_x_min` …
+/// `unclipped_y_max` (see the module documentation).
 pub fn detection_param(face: &Face, width: u32, height: u32, frames_ago: u32) -> gst::Structure {
     let (w, h) = (width.max(1) as f64, height.max(1) as f64);
     let landmarks = gst::Array::new(
@@ -109,17 +116,31 @@ pub fn detection_param(face: &Face, width: u32, height: u32, frames_ago: u32) ->
             .iter()
             .flat_map(|p| [p[0] as f64 / w, p[1] as f64 / h]),
     );
-    gst::Structure::builder(DETECTION)
-        .field("x_min", (face.bbox[0] as f64 / w).clamp(0.0, 1.0))
-        .field("y_min", (face.bbox[1] as f64 / h).clamp(0.0, 1.0))
-        .field("x_max", (face.bbox[2] as f64 / w).clamp(0.0, 1.0))
-        .field("y_max", (face.bbox[3] as f64 / h).clamp(0.0, 1.0))
+    let b = face.bbox;
+    let unclipped = [
+        b[0] as f64 / w,
+        b[1] as f64 / h,
+        b[2] as f64 / w,
+        b[3] as f64 / h,
+    ];
+    let mut s = gst::Structure::builder(DETECTION)
+        .field("x_min", unclipped[0].clamp(0.0, 1.0))
+        .field("y_min", unclipped[1].clamp(0.0, 1.0))
+        .field("x_max", unclipped[2].clamp(0.0, 1.0))
+        .field("y_max", unclipped[3].clamp(0.0, 1.0))
         .field("confidence", face.confidence as f64)
         .field("label", FACE)
         .field("label_id", 0i32)
         .field("landmarks", landmarks)
-        .field("frames_ago", frames_ago)
-        .build()
+        .field("frames_ago", frames_ago);
+    if unclipped.iter().any(|v| !(0.0..=1.0).contains(v)) {
+        s = s
+            .field("unclipped_x_min", unclipped[0])
+            .field("unclipped_y_min", unclipped[1])
+            .field("unclipped_x_max", unclipped[2])
+            .field("unclipped_y_max", unclipped[3]);
+    }
+    s.build()
 }
 
 /// Attaches a face to `buffer` with id `id`.
@@ -149,6 +170,72 @@ pub fn faces(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn face(bbox: [f32; 4]) -> Face {
+        Face {
+            bbox,
+            confidence: 0.99,
+            landmarks: [[bbox[0] + 10.0, bbox[1] + 10.0]; 5],
+        }
+    }
+
+    fn field(s: &gst::StructureRef, name: &str) -> Option<f64> {
+        s.get::<f64>(name).ok()
+    }
+
+    #[test]
+    fn a_box_inside_the_frame_carries_no_unclipped_box() {
+        gst::init().unwrap();
+        let s = detection_param(&face([20.0, 10.0, 60.0, 90.0]), 200, 100, 0);
+        let b = ["x_min", "y_min", "x_max", "y_max"].map(|k| field(&s, k));
+        assert_eq!(b, [Some(0.1), Some(0.1), Some(0.3), Some(0.9)]);
+        for k in [
+            "unclipped_x_min",
+            "unclipped_y_min",
+            "unclipped_x_max",
+            "unclipped_y_max",
+        ] {
+            assert!(!s.has_field(k), "{k} in {s}");
+        }
+    }
+
+    #[test]
+    fn a_box_past_an_edge_is_clipped_and_also_carried_unclipped() {
+        gst::init().unwrap();
+        // Past the left and bottom edges of a 200 × 100 frame.
+        let s = detection_param(&face([-30.0, 40.0, 50.0, 120.0]), 200, 100, 0);
+        let clipped = ["x_min", "y_min", "x_max", "y_max"].map(|k| field(&s, k));
+        assert_eq!(clipped, [Some(0.0), Some(0.4), Some(0.25), Some(1.0)]);
+        let unclipped = [
+            "unclipped_x_min",
+            "unclipped_y_min",
+            "unclipped_x_max",
+            "unclipped_y_max",
+        ]
+        .map(|k| field(&s, k));
+        assert_eq!(unclipped, [Some(-0.15), Some(0.4), Some(0.25), Some(1.2)]);
+        // The ROI rectangle is the clipped box.
+        assert_eq!(
+            pixel_rect([-30.0, 40.0, 50.0, 120.0], 200, 100),
+            (0, 40, 50, 60)
+        );
+    }
+
+    #[test]
+    fn each_edge_alone_brings_the_unclipped_box() {
+        gst::init().unwrap();
+        for bbox in [
+            [-1.0, 10.0, 50.0, 60.0],
+            [10.0, -1.0, 50.0, 60.0],
+            [10.0, 10.0, 201.0, 60.0],
+            [10.0, 10.0, 50.0, 101.0],
+        ] {
+            let s = detection_param(&face(bbox), 200, 100, 0);
+            assert!(s.has_field("unclipped_x_min"), "{bbox:?}: {s}");
+        }
+        let s = detection_param(&face([0.0, 0.0, 200.0, 100.0]), 200, 100, 0);
+        assert!(!s.has_field("unclipped_x_min"), "the whole frame: {s}");
+    }
 
     #[test]
     fn rectangles_cover_the_box_inside_the_frame() {

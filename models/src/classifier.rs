@@ -1,16 +1,15 @@
 //! The exported SD² model on ONNX Runtime: faces in, a verdict per face out.
 //!
-//! The model contract (written by `sd2-train export`): input `pixel_values` f32 or f16
-//! `[N, 3, S, S]`; outputs `logits` `[N, 5]` (REAL, FS, FR, EFS, FE) and `embedding`
-//! `[N, E]`; `metadata_props` with the crop recipe (`input_size`, `crop_scale`, `mean`,
-//! `std`, `crop_filter`), `type_names` = `REAL,FS,FR,EFS,FE` and `model_name`. Faces are
-//! cropped with the recipe the model records, so inference prepares them as training did.
+//! A model is checked against the model contract ([`crate::contract`]) when it loads: the
+//! input and outputs, and the metadata `sd2-train export` writes. Faces are cropped with
+//! the recipe the model records, so inference prepares them as training did.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ort::value::{TensorElementType, ValueType};
 
+use crate::contract::{self, EMBEDDING, LOGITS, ModelMetadata, PIXEL_VALUES};
 use crate::crop::CropRecipe;
 use crate::cuda_gate::Gated;
 use crate::image::RgbView;
@@ -77,12 +76,10 @@ impl Verdict {
 pub struct DeepfakeModel {
     runners: Vec<Gated<Runner>>,
     path: PathBuf,
-    recipe: CropRecipe,
+    metadata: ModelMetadata,
     half: bool,
     /// What each session was opened with.
     config: SessionConfig,
-    name: String,
-    version: String,
     placement: Placement,
     fallback_reason: Option<String>,
     cuda_graph_off: Option<String>,
@@ -94,8 +91,8 @@ impl std::fmt::Debug for DeepfakeModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeepfakeModel")
             .field("path", &self.path)
-            .field("name", &self.name)
-            .field("recipe", &self.recipe)
+            .field("name", &self.metadata.model_name)
+            .field("recipe", &self.metadata.recipe)
             .field("half", &self.half)
             .field("placement", &self.placement)
             .field("cuda_graph", &self.cuda_graph())
@@ -153,8 +150,6 @@ impl DeepfakeModel {
     }
 
     fn load_on(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
-        let hint =
-            " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)";
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = config.threads.unwrap_or(cores).max(1);
         let pool = pool_size(threads, std::fs::metadata(path).map_or(0, |m| m.len()));
@@ -162,74 +157,9 @@ impl DeepfakeModel {
             threads: Some((threads / pool).max(1)),
             ..config
         };
-        let loaded = runtime::open_session(path, device, each, hint)?;
-        let session = loaded.session;
-        let input = session
-            .inputs()
-            .iter()
-            .find(|o| o.name() == "pixel_values")
-            .ok_or_else(|| {
-                contract(
-                    path,
-                    "no input named `pixel_values` (expected f32 or f16 [N,3,S,S])",
-                )
-            })?;
-        let half = matches!(
-            input.dtype(),
-            ValueType::Tensor {
-                ty: TensorElementType::Float16,
-                ..
-            }
-        );
-        let elem = if half {
-            TensorElementType::Float16
-        } else {
-            TensorElementType::Float32
-        };
-        let spec = |name: &'static str, dims: &[Option<i64>]| TensorSpec {
-            name,
-            elem,
-            dims: dims.to_vec(),
-        };
-        let meta = session
-            .metadata()
-            .map_err(|e| contract(path, format!("cannot read metadata: {e}")))?;
-        let keys = meta.custom_keys().unwrap_or_default();
-        let map: HashMap<String, String> = keys
-            .iter()
-            .filter_map(|k| meta.custom(k).map(|v| (k.clone(), v)))
-            .collect();
-        drop(meta);
-        let recipe = CropRecipe::from_metadata(&map)
-            .map_err(|e| contract(path, format!("metadata: {e}")))?;
-        let s = recipe.input_size as i64;
-        runtime::check_contract(
-            path,
-            &session,
-            &[spec("pixel_values", &[None, Some(3), Some(s), Some(s)])],
-            &[
-                spec("logits", &[None, Some(DeepfakeType::COUNT as i64)]),
-                spec("embedding", &[None, None]),
-            ],
-        )?;
-        let want_types = DeepfakeType::ALL.map(|t| t.code()).join(",");
-        match map.get("type_names") {
-            Some(t) if *t == want_types => {}
-            Some(t) => {
-                return Err(contract(
-                    path,
-                    format!("metadata `type_names` is `{t}`, expected `{want_types}`"),
-                ));
-            }
-            None => {
-                return Err(contract(
-                    path,
-                    format!("metadata entry `type_names` is missing (expected `{want_types}`)"),
-                ));
-            }
-        }
+        let (loaded, metadata, half) = open_checked(path, device, each)?;
         // The rest of the CPU pool, once the model has passed the checks.
-        let side = recipe.input_size;
+        let side = metadata.recipe.input_size;
         let memory = match loaded.placement {
             Placement::Cpu => Memory::Cpu,
             Placement::Cuda => Memory::Cuda {
@@ -243,24 +173,19 @@ impl DeepfakeModel {
                 cuda,
             )
         };
-        let mut runners = vec![runner(session.into_inner())];
+        let mut runners = vec![runner(loaded.session.into_inner())];
         if loaded.placement == Placement::Cpu {
             for _ in 1..pool {
-                let s = runtime::open_session(path, Device::Cpu, each, hint)?.session;
+                let s = runtime::open_session(path, Device::Cpu, each, MISSING_HINT)?.session;
                 runners.push(runner(s.into_inner()));
             }
         }
         let mut model = DeepfakeModel {
             runners,
             path: path.to_owned(),
-            recipe,
+            metadata,
             half,
             config: each,
-            name: map
-                .get("model_name")
-                .cloned()
-                .unwrap_or_else(|| "sd2".into()),
-            version: map.get("model_version").cloned().unwrap_or_default(),
             placement: loaded.placement,
             fallback_reason: loaded.fallback_reason,
             cuda_graph_off: loaded.cuda_graph_off,
@@ -269,7 +194,7 @@ impl DeepfakeModel {
         if model.cuda_graph() {
             // Without graphs the session settles in drop_graphs.
             if let Err(why) = model.runners[0].capture_graphs() {
-                model.drop_graphs(why)?;
+                model.drop_graphs(why.to_string())?;
             }
         } else {
             model.settle()?;
@@ -281,9 +206,9 @@ impl DeepfakeModel {
     /// that a model this runtime cannot run fails here, naming the file, and not in a stream.
     fn settle(&mut self) -> Result<(), RuntimeError> {
         for r in &mut self.runners {
-            r.settle().map_err(|reason| RuntimeError::CudaRun {
+            r.settle().map_err(|e| RuntimeError::CudaRun {
                 path: self.path.clone(),
-                reason,
+                reason: e.to_string(),
             })?;
         }
         Ok(())
@@ -300,23 +225,28 @@ impl DeepfakeModel {
             .session
             .into_inner();
         let memory = Memory::Cuda { graphs: false };
-        let side = self.recipe.input_size;
+        let side = self.metadata.recipe.input_size;
         let runner = Runner::new(session, memory, config.fixed_batches, self.half, side);
         self.runners = vec![Gated::new(runner, true)];
         self.cuda_graph_off = Some(format!("CUDA graphs failed and were turned off: {why}"));
         self.settle()
     }
 
+    /// What the model records about itself.
+    pub fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
     pub fn recipe(&self) -> &CropRecipe {
-        &self.recipe
+        &self.metadata.recipe
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.metadata.model_name
     }
 
     pub fn version(&self) -> &str {
-        &self.version
+        &self.metadata.model_version
     }
 
     pub fn placement(&self) -> Placement {
@@ -359,12 +289,13 @@ impl DeepfakeModel {
 
     /// Values per face input: `3 · S · S`.
     pub fn input_len(&self) -> usize {
-        3 * self.recipe.input_size * self.recipe.input_size
+        let side = self.metadata.recipe.input_size;
+        3 * side * side
     }
 
     /// Writes the model input of one face of `img` into `out` (`input_len()` values).
     pub fn prepare(&self, img: RgbView<'_>, bbox: [f32; 4], out: &mut [f32]) {
-        self.recipe.input_for(img, bbox, out);
+        self.metadata.recipe.input_for(img, bbox, out);
     }
 
     /// Runs prepared inputs (`n · input_len()` values) and returns a verdict per face.
@@ -410,6 +341,80 @@ impl DeepfakeModel {
                 .collect())
         })
     }
+}
+
+/// Appended to the message for a model file that does not exist.
+const MISSING_HINT: &str =
+    " (export one with `sd2-train export`, or run scripts/setup.sh for the demo model)";
+
+/// Opens one session of `path` and checks it against the model contract: its input (whose
+/// element type says whether the model runs in f16), its metadata, then its input and
+/// output shapes at the recorded input size.
+fn open_checked(
+    path: &Path,
+    device: Device,
+    config: SessionConfig,
+) -> Result<(runtime::LoadedSession, ModelMetadata, bool), RuntimeError> {
+    let loaded = runtime::open_session(path, device, config, MISSING_HINT)?;
+    let session = &loaded.session;
+    let input = session
+        .inputs()
+        .iter()
+        .find(|o| o.name() == PIXEL_VALUES)
+        .ok_or_else(|| {
+            contract(
+                path,
+                format!("no input named `{PIXEL_VALUES}` (expected f32 or f16 [N,3,S,S])"),
+            )
+        })?;
+    let half = matches!(
+        input.dtype(),
+        ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        }
+    );
+    let metadata = read_metadata(path, session)?;
+    let elem = if half {
+        TensorElementType::Float16
+    } else {
+        TensorElementType::Float32
+    };
+    let spec = |name: &'static str, dims: &[Option<i64>]| TensorSpec {
+        name,
+        elem,
+        dims: dims.to_vec(),
+    };
+    let s = Some(metadata.recipe.input_size as i64);
+    runtime::check_contract(
+        path,
+        session,
+        &[spec(PIXEL_VALUES, &[None, Some(3), s, s])],
+        &[
+            spec(LOGITS, &[None, Some(DeepfakeType::COUNT as i64)]),
+            spec(EMBEDDING, &[None, None]),
+        ],
+    )?;
+    Ok((loaded, metadata, half))
+}
+
+/// The model's `metadata_props`, read as [`ModelMetadata`].
+fn read_metadata(
+    path: &Path,
+    session: &ort::session::Session,
+) -> Result<ModelMetadata, RuntimeError> {
+    let meta = session
+        .metadata()
+        .map_err(|e| contract(path, format!("cannot read metadata: {e}")))?;
+    let keys = meta.custom_keys().unwrap_or_default();
+    let props: HashMap<String, String> = keys
+        .iter()
+        .filter_map(|k| meta.custom(k).map(|v| (k.clone(), v)))
+        .collect();
+    contract::ModelMetadata::from_props(&props).map_err(|source| RuntimeError::Metadata {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Weights the CPU session pool may hold in memory together: every session keeps its own

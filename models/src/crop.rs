@@ -1,5 +1,6 @@
-//! The face crop recipe, shared by training (`sd2-train prepare`) and inference
-//! (`sd2deepfake`), so that a model sees at run time exactly what it saw in training.
+//! The face crop recipe, shared by training (`sd2-train make-demo-set`, the data loader)
+//! and inference (`sd2deepfake`), so that a model sees at run time exactly what it saw in
+//! training. An exported model records its recipe ([`crate::contract`]).
 //!
 //! 1. The square with the same centre as the detected box and a side of `scale` times the
 //!    box's longer side (the paper crops "square regions centred on the detected bounding
@@ -7,11 +8,12 @@
 //! 2. Resampled to `input_size × input_size` with a triangle (bilinear) filter whose
 //!    support widens when shrinking, so large faces are averaged rather than aliased;
 //!    parts of the square outside the frame are black. The result is 8-bit RGB, the form
-//!    `prepare` stores as PNG.
+//!    training sets store as PNG.
 //! 3. Scaled to [0, 1] and normalised with CLIP's mean and standard deviation, channel-major.
 
 use std::collections::HashMap;
 
+use crate::contract::MetadataError;
 use crate::image::{RgbImage, RgbView};
 
 /// CLIP's per-channel mean (RGB), on pixels scaled to [0, 1].
@@ -45,10 +47,18 @@ impl Default for CropRecipe {
 /// Name of the resampling filter, recorded in model metadata.
 pub const RESAMPLE_FILTER: &str = "triangle-antialiased";
 
-/// A recipe that cannot be used, or metadata that does not describe one.
-#[derive(Debug, thiserror::Error)]
-#[error("crop recipe: {0}")]
-pub struct RecipeError(pub String);
+/// A recipe that cannot be used.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum RecipeError {
+    #[error("crop recipe: input size {0} is not in 1..=4096")]
+    InputSize(usize),
+    #[error("crop recipe: scale {0} is not a positive number")]
+    Scale(f32),
+    #[error("crop recipe: mean {0:?} has a value that is not finite")]
+    Mean([f32; 3]),
+    #[error("crop recipe: standard deviation {0:?} has a value that is not positive")]
+    Std([f32; 3]),
+}
 
 /// Taps and weights of one output sample.
 struct Taps {
@@ -79,22 +89,16 @@ impl CropRecipe {
     /// Checks that the recipe can be applied.
     pub fn validate(&self) -> Result<(), RecipeError> {
         if self.input_size == 0 || self.input_size > 4096 {
-            return Err(RecipeError(format!(
-                "input size {} is not in 1..=4096",
-                self.input_size
-            )));
+            return Err(RecipeError::InputSize(self.input_size));
         }
         if !(self.scale.is_finite() && self.scale > 0.0) {
-            return Err(RecipeError(format!(
-                "scale {} is not a positive number",
-                self.scale
-            )));
+            return Err(RecipeError::Scale(self.scale));
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err(RecipeError::Mean(self.mean));
         }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(RecipeError(format!(
-                "standard deviation {:?} has a value that is not positive",
-                self.std
-            )));
+            return Err(RecipeError::Std(self.std));
         }
         Ok(())
     }
@@ -190,57 +194,14 @@ impl CropRecipe {
         self.normalise_into(&crop, out);
     }
 
-    /// The recipe as ONNX `metadata_props` entries.
-    pub fn to_metadata(&self) -> Vec<(String, String)> {
-        let list = |v: &[f32; 3]| v.map(|x| x.to_string()).join(",");
-        vec![
-            ("input_size".into(), self.input_size.to_string()),
-            ("crop_scale".into(), self.scale.to_string()),
-            ("mean".into(), list(&self.mean)),
-            ("std".into(), list(&self.std)),
-            ("crop_filter".into(), RESAMPLE_FILTER.into()),
-        ]
+    /// The recipe's entries of ONNX `metadata_props` (part of [`crate::contract`]).
+    pub fn to_metadata(&self) -> Vec<(&'static str, String)> {
+        crate::contract::recipe_props(self).to_vec()
     }
 
     /// Reads a recipe back from `metadata_props`, saying which entry is missing or wrong.
-    pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self, RecipeError> {
-        let get = |k: &str| {
-            meta.get(k)
-                .ok_or_else(|| RecipeError(format!("metadata entry `{k}` is missing")))
-        };
-        let triple = |k: &str| -> Result<[f32; 3], RecipeError> {
-            let v: Vec<f32> = get(k)?
-                .split(',')
-                .map(|s| s.trim().parse::<f32>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| RecipeError(format!("metadata entry `{k}`: {e}")))?;
-            v.try_into().map_err(|v: Vec<f32>| {
-                RecipeError(format!(
-                    "metadata entry `{k}` has {} values, expected 3",
-                    v.len()
-                ))
-            })
-        };
-        if let Some(f) = meta
-            .get("crop_filter")
-            .filter(|f| f.as_str() != RESAMPLE_FILTER)
-        {
-            return Err(RecipeError(format!(
-                "crop filter `{f}` is not supported (expected {RESAMPLE_FILTER})"
-            )));
-        }
-        let recipe = CropRecipe {
-            input_size: get("input_size")?
-                .parse()
-                .map_err(|e| RecipeError(format!("metadata entry `input_size`: {e}")))?,
-            scale: get("crop_scale")?
-                .parse()
-                .map_err(|e| RecipeError(format!("metadata entry `crop_scale`: {e}")))?,
-            mean: triple("mean")?,
-            std: triple("std")?,
-        };
-        recipe.validate()?;
-        Ok(recipe)
+    pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self, MetadataError> {
+        crate::contract::recipe_from_props(meta)
     }
 }
 
@@ -320,7 +281,11 @@ mod tests {
     #[test]
     fn metadata_round_trips_and_names_what_is_wrong() {
         let r = CropRecipe::default();
-        let meta: HashMap<String, String> = r.to_metadata().into_iter().collect();
+        let meta: HashMap<String, String> = r
+            .to_metadata()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
         assert_eq!(CropRecipe::from_metadata(&meta).unwrap(), r);
         let mut broken = meta.clone();
         broken.remove("mean");

@@ -22,6 +22,7 @@ use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, Memory
 use ort::session::{RunOptions, Session};
 use ort::value::{DynTensor, TensorElementType};
 
+use crate::contract::{LOGITS, PIXEL_VALUES};
 use crate::taxonomy::DeepfakeType;
 
 /// Runs after the first that bring a graph to replay: ONNX Runtime runs a graph id plainly
@@ -99,6 +100,22 @@ impl Staging {
     }
 }
 
+/// Why a CUDA runner cannot run as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// No [`Staging`] runs a probe face; why each failed, one line each.
+    #[error("{}", .0.join("; "))]
+    Staging(Vec<String>),
+    #[error("CUDA graphs can not be captured where this thread is running CUDA work")]
+    CaptureBusy,
+    #[error("batch {batch}: {source}")]
+    Capture { batch: usize, source: ort::Error },
+    #[error(
+        "the replayed graph of batch {batch} gives logits {drift:.1e} of the largest away from a plain run"
+    )]
+    Replay { batch: usize, drift: f32 },
+}
+
 /// The tensors of one batch size, kept from run to run.
 struct Slot {
     batch: usize,
@@ -173,7 +190,7 @@ impl Runner {
     /// On CUDA without graphs: runs one face with each [`Staging`] in turn until one works,
     /// and keeps it; `Err` says why each failed. Best done when the model is loaded, so
     /// that a failure is reported there and not in a stream.
-    pub fn settle(&mut self) -> Result<(), String> {
+    pub fn settle(&mut self) -> Result<(), RunnerError> {
         if self.memory == Memory::Cpu || self.graphs() {
             return Ok(());
         }
@@ -192,10 +209,10 @@ impl Runner {
             match self.staging.next() {
                 // Without a pinned allocator the pinned staging already was pageable.
                 Some(Staging::Pageable) if self.pageable_reason.is_some() => {
-                    return Err(self.staging_notes.join("; "));
+                    return Err(RunnerError::Staging(self.staging_notes.clone()));
                 }
                 Some(next) => self.staging = next,
-                None => return Err(self.staging_notes.join("; ")),
+                None => return Err(RunnerError::Staging(self.staging_notes.clone())),
             }
         }
     }
@@ -218,18 +235,19 @@ impl Runner {
     /// The capture holds the process's CUDA gate alone (`cuda_gate`): no other thread's
     /// CUDA work in this crate runs meanwhile, since in CUDA's global capture mode it would
     /// fail and end the capture.
-    pub fn capture_graphs(&mut self) -> Result<(), String> {
+    pub fn capture_graphs(&mut self) -> Result<(), RunnerError> {
         if !self.graphs() {
             return Ok(());
         }
         let Some(_capture) = crate::cuda_gate::exclusive() else {
-            return Err(
-                "CUDA graphs can not be captured where this thread is running CUDA work".into(),
-            );
+            return Err(RunnerError::CaptureBusy);
         };
         for b in BUCKETS {
             let x = probe_inputs(b * 3 * self.side * self.side);
-            let run = |r: &mut Runner| r.run(&x, b).map_err(|e| format!("batch {b}: {e}"));
+            let run = |r: &mut Runner| {
+                r.run(&x, b)
+                    .map_err(|source| RunnerError::Capture { batch: b, source })
+            };
             let first = run(self)?;
             let mut last = first.clone();
             for _ in 0..RUNS_TO_REPLAY {
@@ -238,9 +256,7 @@ impl Runner {
             let drift = relative_drift(&first, &last);
             let finite = last.iter().all(|v| v.is_finite());
             if !finite || drift > 1e-3 {
-                return Err(format!(
-                    "the replayed graph of batch {b} gives logits {drift:.1e} of the largest away from a plain run"
-                ));
+                return Err(RunnerError::Replay { batch: b, drift });
             }
         }
         Ok(())
@@ -266,12 +282,12 @@ impl Runner {
             match &mut slot.device {
                 Some((input, out)) => {
                     slot.input.copy_into(&mut *input)?;
-                    binding.bind_input("pixel_values", input)?;
-                    binding.bind_output("logits", &mut *out)?;
+                    binding.bind_input(PIXEL_VALUES, input)?;
+                    binding.bind_output(LOGITS, &mut *out)?;
                 }
                 None => {
-                    binding.bind_input("pixel_values", &slot.input)?;
-                    binding.bind_output("logits", &mut slot.logits)?;
+                    binding.bind_input(PIXEL_VALUES, &slot.input)?;
+                    binding.bind_output(LOGITS, &mut slot.logits)?;
                 }
             }
             match &slot.options {
@@ -427,9 +443,9 @@ fn write(input: &mut DynTensor, faces: &[f32], half: bool, parallel: bool) -> or
 const PARALLEL_HALF: usize = 1 << 20;
 
 /// `src` into `dst` as f16, vectorised (F16C where the CPU has it) and, for large batches
-/// when `parallel`, on up to 8 threads. Element by element it cost about 25 ms a batch of 64
-/// on an H100 machine, where ViT-L/14's forward pass takes 35 ms (sd2-bench: 1,004 crops/s
-/// before, 1,638 vectorised). The threads are not yet measured on a GPU machine.
+/// when `parallel`, on up to 8 threads. The conversion runs on the host for every batch a
+/// GPU session takes, so it must stay well below a forward pass's time: element by
+/// element, a ViT-L/14 batch of 64 costs about as much to convert as to run.
 fn to_half(src: &[f32], dst: &mut [f16], parallel: bool) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     if !parallel || src.len() < PARALLEL_HALF || threads < 2 {

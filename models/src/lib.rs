@@ -1,11 +1,13 @@
 //! What the SD² trainer and the GStreamer elements share: the deepfake taxonomy, the face
-//! crop recipe, the ONNX writer, the MTCNN face stage and ONNX Runtime sessions.
+//! crop recipe, the model contract, the ONNX writer, the MTCNN face stage and ONNX Runtime
+//! sessions.
 
 pub use ort;
 
 pub mod analyzer;
 pub mod atomic_write;
 pub mod classifier;
+pub mod contract;
 pub mod crop;
 pub mod cuda_gate;
 pub mod image;

@@ -28,16 +28,19 @@ pub enum Device {
     Auto,
 }
 
+/// A device name that is none of [`Device`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device `{0}`: expected cpu, cuda or auto")]
+pub struct UnknownDevice(pub String);
+
 impl FromStr for Device {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownDevice;
+    fn from_str(s: &str) -> Result<Self, UnknownDevice> {
         match s.to_ascii_lowercase().as_str() {
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
             "auto" => Ok(Device::Auto),
-            other => Err(format!(
-                "unknown device `{other}`: expected cpu, cuda or auto"
-            )),
+            other => Err(UnknownDevice(other.to_owned())),
         }
     }
 }
@@ -87,6 +90,11 @@ pub enum RuntimeError {
         "model file {path} does not have the inputs and outputs this element needs: {problems}"
     )]
     Contract { path: PathBuf, problems: String },
+    #[error("model file {path} does not record what an SD² model records: {source}")]
+    Metadata {
+        path: PathBuf,
+        source: crate::contract::MetadataError,
+    },
     #[error("model file {path} loads on CUDA but does not run there: {reason}")]
     CudaRun { path: PathBuf, reason: String },
     #[error("ONNX Runtime failed: {0}")]
@@ -261,8 +269,9 @@ fn build(
                 .error_on_failure()])
             .map_err(|e| (true, e.to_string()))?;
     } else {
-        // ort asks for the most power-efficient device by default; on the CPU that costs
-        // up to half the throughput of a plain ONNX Runtime session (measured by sd2-bench).
+        // ort asks for the most power-efficient device by default; on the CPU a session
+        // must prefer the CPU, or it can lose up to half the throughput of a plain ONNX
+        // Runtime session (sd2-bench shows the difference).
         builder = builder
             .with_auto_device(AutoDevicePolicy::PreferCPU)
             .map_err(|e| (false, e.to_string()))?;

@@ -47,16 +47,69 @@ impl HostTensor {
 pub enum StateDictError {
     #[error("{path}: cannot read the checkpoint: {reason}")]
     Read { path: PathBuf, reason: String },
-    #[error("{path}: tensor `{name}` has element type {dtype:?}, expected a floating-point type")]
-    DType {
+    #[error("{path}: not a valid safetensors file: {problem}")]
+    Safetensors {
+        path: PathBuf,
+        problem: SafetensorsProblem,
+    },
+    #[error(
+        "{path}: tensor `{name}` of shape {shape:?} would take {bytes} bytes, more than the \
+         {file_len} bytes of the file: a state dict stores every tensor's values"
+    )]
+    Oversized {
         path: PathBuf,
         name: String,
-        dtype: DType,
+        shape: Vec<usize>,
+        bytes: u128,
+        file_len: u64,
     },
     #[error("{path}: does not match the expected layout: {}", .problems.join("; "))]
     Layout {
         path: PathBuf,
         problems: Vec<String>,
+    },
+}
+
+/// Why the bytes of a safetensors file are not one: an 8-byte little-endian header length,
+/// a JSON header `{name: {"dtype", "shape", "data_offsets": [start, end]}}`, then the data
+/// the offsets point into.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SafetensorsProblem {
+    #[error("its {len} bytes are fewer than the 8 of the header length")]
+    TooShort { len: usize },
+    #[error("the header length is {declared} bytes, but only {available} bytes follow it")]
+    HeaderPastEnd { declared: u64, available: usize },
+    #[error("the header is not a JSON object: {reason}")]
+    HeaderNotJson { reason: String },
+    #[error("tensor `{name}` is not an object with a string `dtype`")]
+    NoDtype { name: String },
+    #[error("tensor `{name}`: `shape` is not a list of sizes ({reason})")]
+    Shape { name: String, reason: String },
+    #[error("tensor `{name}`: `data_offsets` is not [start, end] ({reason})")]
+    Offsets { name: String, reason: String },
+    #[error("tensor `{name}`: data_offsets [{start}, {end}] end before they start")]
+    OffsetsReversed {
+        name: String,
+        start: usize,
+        end: usize,
+    },
+    #[error("tensor `{name}`: data_offsets [{start}, {end}] run past the {data_len} bytes of data")]
+    OffsetsPastEnd {
+        name: String,
+        start: usize,
+        end: usize,
+        data_len: usize,
+    },
+    #[error(
+        "tensor `{name}`: its {bytes} bytes do not hold shape {shape:?} of {dtype} \
+         ({element_size} bytes each)"
+    )]
+    SizeMismatch {
+        name: String,
+        bytes: usize,
+        shape: Vec<usize>,
+        dtype: &'static str,
+        element_size: usize,
     },
 }
 
@@ -67,15 +120,22 @@ pub struct StateDict {
     pub tensors: BTreeMap<String, HostTensor>,
 }
 
+/// Whether [`to_f32`] reads `dtype`.
+fn is_float(dtype: DType) -> bool {
+    matches!(dtype, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+}
+
+/// The values of little-endian `bytes` of a floating-point `dtype` (`None` for any other);
+/// trailing bytes short of a whole element are ignored.
 fn to_f32(bytes: &[u8], dtype: DType) -> Option<Vec<f32>> {
     Some(match dtype {
         DType::F32 => bytes
             .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
         DType::F64 => bytes
             .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
             .collect(),
         DType::F16 => bytes
             .chunks_exact(2)
@@ -89,53 +149,106 @@ fn to_f32(bytes: &[u8], dtype: DType) -> Option<Vec<f32>> {
     })
 }
 
-/// The tensors of a safetensors file held in memory.
-fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, String> {
-    let n = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
-        .ok_or("shorter than a safetensors header")?;
-    let header = 8usize
-        .checked_add(n)
-        .and_then(|end| bytes.get(8..end))
-        .ok_or("header runs past the end of the file")?;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
-    let data = &bytes[8 + n..];
+/// The number of elements of `shape`, or `None` when it does not fit a `usize`.
+fn element_count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// The tensors of a safetensors file held in memory. Tensors of other element types than
+/// F32, F16, BF16 and F64 (integer buffers such as `position_ids`) are left out.
+fn parse_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, HostTensor>, SafetensorsProblem> {
+    let (len_bytes, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or(SafetensorsProblem::TooShort { len: bytes.len() })?;
+    let declared = u64::from_le_bytes(*len_bytes);
+    let header = usize::try_from(declared)
+        .ok()
+        .and_then(|n| rest.get(..n))
+        .ok_or(SafetensorsProblem::HeaderPastEnd {
+            declared,
+            available: rest.len(),
+        })?;
+    let data = &rest[header.len()..];
+    let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(header)
+        .map_err(|e| SafetensorsProblem::HeaderNotJson {
+            reason: e.to_string(),
+        })?;
     let mut tensors = BTreeMap::new();
     for (name, info) in header {
         if name == "__metadata__" {
             continue;
         }
-        let dtype = match info["dtype"].as_str() {
+        let dtype = match info.get("dtype").and_then(|d| d.as_str()) {
             Some("F32") => DType::F32,
             Some("F16") => DType::F16,
             Some("BF16") => DType::BF16,
             Some("F64") => DType::F64,
             Some(_) => continue,
-            None => return Err(format!("tensor `{name}` has no dtype")),
+            None => return Err(SafetensorsProblem::NoDtype { name }),
         };
-        let shape: Vec<usize> = serde_json::from_value(info["shape"].clone())
-            .map_err(|e| format!("tensor `{name}`: shape: {e}"))?;
-        let [start, end]: [usize; 2] = serde_json::from_value(info["data_offsets"].clone())
-            .map_err(|e| format!("tensor `{name}`: data_offsets: {e}"))?;
-        let raw = data
-            .get(start..end)
-            .ok_or_else(|| format!("tensor `{name}` runs past the end of the file"))?;
-        if raw.len() != shape.iter().product::<usize>() * dtype.size() {
-            return Err(format!(
-                "tensor `{name}`: {} bytes do not hold shape {shape:?}",
-                raw.len()
-            ));
+        let field = |key: &str| info.get(key).cloned().unwrap_or_default();
+        let shape: Vec<usize> = match serde_json::from_value(field("shape")) {
+            Ok(shape) => shape,
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(SafetensorsProblem::Shape { name, reason });
+            }
+        };
+        let [start, end]: [usize; 2] = match serde_json::from_value(field("data_offsets")) {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(SafetensorsProblem::Offsets { name, reason });
+            }
+        };
+        if start > end {
+            return Err(SafetensorsProblem::OffsetsReversed { name, start, end });
         }
-        let values = to_f32(raw, dtype).expect("floating-point dtype");
+        let Some(raw) = data.get(start..end) else {
+            let data_len = data.len();
+            return Err(SafetensorsProblem::OffsetsPastEnd {
+                name,
+                start,
+                end,
+                data_len,
+            });
+        };
+        let fits = element_count(&shape)
+            .and_then(|n| n.checked_mul(dtype.size()))
+            .is_some_and(|n| n == raw.len());
+        if !fits {
+            return Err(SafetensorsProblem::SizeMismatch {
+                name,
+                bytes: raw.len(),
+                shape,
+                dtype: safetensors_dtype_name(dtype),
+                element_size: dtype.size(),
+            });
+        }
+        let values = to_f32(raw, dtype).unwrap_or_default();
         tensors.insert(name, HostTensor::new(shape, values));
     }
     Ok(tensors)
 }
 
+/// The name safetensors gives one of the element types read here.
+fn safetensors_dtype_name(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        DType::F64 => "F64",
+        _ => "F32",
+    }
+}
+
 impl StateDict {
     /// Reads every floating-point tensor of a PyTorch checkpoint (`torch.save(state_dict)`).
+    /// Tensors of other element types (integer buffers such as a Hugging Face
+    /// `pytorch_model.bin`'s `position_ids`) are left out, as in a safetensors file.
+    ///
+    /// A tensor whose values would take more bytes than the whole file is refused before
+    /// they are read: a state dict stores each tensor's values, and only a view (an
+    /// `expand`) could declare more, which no checkpoint we read holds.
     pub fn load_pytorch(path: &Path) -> Result<Self, StateDictError> {
         let read_err = |reason: String| StateDictError::Read {
             path: path.to_owned(),
@@ -144,18 +257,39 @@ impl StateDict {
         if !path.exists() {
             return Err(read_err("file not found".into()));
         }
+        let file_len = std::fs::metadata(path)
+            .map_err(|e| read_err(e.to_string()))?
+            .len();
         let reader = PytorchReader::new(path).map_err(|e| read_err(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         for (name, t) in reader.into_tensors() {
-            let bytes = t
-                .read()
-                .map_err(|e| read_err(format!("tensor `{name}`: {e}")))?;
-            let data = to_f32(&bytes, t.dtype()).ok_or_else(|| StateDictError::DType {
-                path: path.to_owned(),
-                name: name.clone(),
-                dtype: t.dtype(),
-            })?;
-            tensors.insert(name, HostTensor::new(t.shape().to_vec(), data));
+            let dtype = t.dtype();
+            if !is_float(dtype) {
+                continue;
+            }
+            let shape = t.shape().to_vec();
+            let bytes = shape
+                .iter()
+                .fold(dtype.size() as u128, |n, &d| n.saturating_mul(d as u128));
+            if bytes > u128::from(file_len) {
+                return Err(StateDictError::Oversized {
+                    path: path.to_owned(),
+                    name,
+                    shape,
+                    bytes,
+                    file_len,
+                });
+            }
+            // The reader's errors name the tensor.
+            let raw = t.read().map_err(|e| read_err(e.to_string()))?;
+            let data = to_f32(&raw, dtype).unwrap_or_default();
+            if element_count(&shape) != Some(data.len()) {
+                return Err(read_err(format!(
+                    "tensor `{name}`: {} values do not fill shape {shape:?}",
+                    data.len()
+                )));
+            }
+            tensors.insert(name, HostTensor::new(shape, data));
         }
         Ok(StateDict {
             path: path.to_owned(),
@@ -165,12 +299,14 @@ impl StateDict {
 
     /// Reads every floating-point tensor of a safetensors file (F32, F16, BF16, F64).
     pub fn load_safetensors(path: &Path) -> Result<Self, StateDictError> {
-        let read_err = |reason: String| StateDictError::Read {
+        let bytes = std::fs::read(path).map_err(|e| StateDictError::Read {
             path: path.to_owned(),
-            reason,
-        };
-        let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-        let tensors = parse_safetensors(&bytes).map_err(read_err)?;
+            reason: e.to_string(),
+        })?;
+        let tensors = parse_safetensors(&bytes).map_err(|problem| StateDictError::Safetensors {
+            path: path.to_owned(),
+            problem,
+        })?;
         Ok(StateDict {
             path: path.to_owned(),
             tensors,
@@ -276,13 +412,18 @@ mod tests {
 
     #[test]
     fn a_truncated_safetensors_file_is_refused() {
-        assert!(parse_safetensors(&[1, 0, 0]).is_err());
+        assert_eq!(
+            parse_safetensors(&[1, 0, 0]),
+            Err(SafetensorsProblem::TooShort { len: 3 })
+        );
         let mut bytes = 200u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"{}");
-        assert!(
-            parse_safetensors(&bytes)
-                .unwrap_err()
-                .contains("past the end")
+        assert_eq!(
+            parse_safetensors(&bytes),
+            Err(SafetensorsProblem::HeaderPastEnd {
+                declared: 200,
+                available: 2
+            })
         );
     }
 }

@@ -75,15 +75,18 @@ impl fmt::Display for DeepfakeType {
     }
 }
 
+/// A type name that is none of [`DeepfakeType::ALL`]'s codes.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown deepfake type `{0}`: expected one of REAL, FS, FR, EFS, FE")]
+pub struct UnknownType(pub String);
+
 impl FromStr for DeepfakeType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownType;
+    fn from_str(s: &str) -> Result<Self, UnknownType> {
         Self::ALL
             .into_iter()
             .find(|t| t.code().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| {
-                format!("unknown deepfake type `{s}`: expected one of REAL, FS, FR, EFS, FE")
-            })
+            .ok_or_else(|| UnknownType(s.to_owned()))
     }
 }
 

@@ -1,4 +1,5 @@
-//! The MTCNN cascade finds the faces facenet-pytorch finds, where it finds them.
+//! The MTCNN cascade finds the faces facenet-pytorch finds, where it finds them, in whole
+//! sample images and in crops of them whose edge cuts through a face.
 
 mod common;
 
@@ -14,10 +15,23 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     inter / (area(a) + area(b) - inter)
 }
 
+/// `b` clipped to a `w × h` frame, as the ROI carries it.
+fn clipped(b: &[f32; 4], w: usize, h: usize) -> [f32; 4] {
+    let (w, h) = (w as f32, h as f32);
+    [
+        b[0].clamp(0.0, w),
+        b[1].clamp(0.0, h),
+        b[2].clamp(0.0, w),
+        b[3].clamp(0.0, h),
+    ]
+}
+
+fn fixture() -> serde_json::Value {
+    serde_json::from_str(include_str!("fixtures/mtcnn_reference.json")).unwrap()
+}
+
 fn reference_faces(image: &str) -> Vec<Face> {
-    let fx: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/mtcnn_reference.json")).unwrap();
-    serde_json::from_value(fx["images"][image]["faces"].clone()).unwrap()
+    serde_json::from_value(fixture()["images"][image]["faces"].clone()).unwrap()
 }
 
 fn detector(config: MtcnnConfig) -> Mtcnn {
@@ -35,45 +49,133 @@ fn detect(image: &str, config: MtcnnConfig) -> Vec<Face> {
     detector(config).detect(img.view()).unwrap()
 }
 
-/// Every reference face has exactly one of ours with IoU ≥ 0.95 and landmarks within 3 px.
-fn assert_parity(image: &str) {
-    let all = MtcnnConfig {
+/// Every face the reference returns: its O-Net score passed 0.7.
+fn all_faces() -> MtcnnConfig {
+    MtcnnConfig {
         face_threshold: 0.7,
         ..MtcnnConfig::default()
-    };
-    let ours = detect(image, all);
+    }
+}
+
+/// The face of `ours` whose box, clipped to a `w × h` frame, best overlaps `theirs`'s.
+fn best_match<'a>(ours: &'a [Face], theirs: &Face, w: usize, h: usize) -> Option<&'a Face> {
+    let overlap = |f: &Face| iou(&clipped(&f.bbox, w, h), &clipped(&theirs.bbox, w, h));
+    ours.iter().max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
+}
+
+/// `ours` is the reference's face `theirs` in a `w × h` frame: boxes clipped to the frame
+/// with IoU ≥ 0.95, landmarks within 3 px, scores within 0.02.
+fn assert_same_face(what: &str, ours: &Face, theirs: &Face, w: usize, h: usize) {
+    let (a, b) = (clipped(&ours.bbox, w, h), clipped(&theirs.bbox, w, h));
+    let overlap = iou(&a, &b);
+    assert!(
+        overlap >= 0.95,
+        "{what}: reference box {:?} best match {:?} IoU {overlap} (clipped to {w}x{h})",
+        theirs.bbox,
+        ours.bbox
+    );
+    for (p, q) in ours.landmarks.iter().zip(&theirs.landmarks) {
+        let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
+        assert!(
+            d <= 3.0,
+            "{what}: landmark {p:?} is {d} px from the reference {q:?}"
+        );
+    }
+    assert!(
+        (ours.confidence - theirs.confidence).abs() < 0.02,
+        "{what}: score {} vs {}",
+        ours.confidence,
+        theirs.confidence
+    );
+}
+
+/// Every reference face has exactly one of ours with IoU ≥ 0.95 and landmarks within 3 px.
+fn assert_parity(image: &str) {
+    let ours = detect(image, all_faces());
     let theirs = reference_faces(image);
     assert_eq!(
         ours.len(),
         theirs.len(),
         "{image}: ours {ours:?}\nreference {theirs:?}"
     );
+    let img = RgbImage::open(&common::sample(image)).unwrap();
     for r in &theirs {
-        let best = ours
-            .iter()
-            .max_by(|a, b| iou(&a.bbox, &r.bbox).total_cmp(&iou(&b.bbox, &r.bbox)))
-            .unwrap();
-        let overlap = iou(&best.bbox, &r.bbox);
-        assert!(
-            overlap >= 0.95,
-            "{image}: reference box {:?} best match {:?} IoU {overlap}",
-            r.bbox,
-            best.bbox
-        );
-        for (p, q) in best.landmarks.iter().zip(&r.landmarks) {
-            let d = ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt();
-            assert!(
-                d <= 3.0,
-                "{image}: landmark {p:?} is {d} px from the reference {q:?}"
-            );
-        }
-        assert!(
-            (best.confidence - r.confidence).abs() < 0.02,
-            "{image}: score {} vs {}",
-            best.confidence,
-            r.confidence
-        );
+        let best = best_match(&ours, r, img.width, img.height).unwrap();
+        assert_same_face(image, best, r, img.width, img.height);
     }
+}
+
+/// A frame edge.
+#[derive(Clone, Copy, Debug)]
+enum Edge {
+    Left,
+    Top,
+    Right,
+    Bottom,
+}
+
+impl Edge {
+    /// Whether `b` reaches past this edge of a `w × h` frame.
+    fn crossed_by(self, b: &[f32; 4], w: usize, h: usize) -> bool {
+        match self {
+            Edge::Left => b[0] < 0.0,
+            Edge::Top => b[1] < 0.0,
+            Edge::Right => b[2] > w as f32,
+            Edge::Bottom => b[3] > h as f32,
+        }
+    }
+}
+
+/// A crop of a sample image whose edge runs through a face (`EDGE_CROPS` in
+/// `fixtures/make_mtcnn_reference.py`), and the faces the reference found in it.
+#[derive(serde::Deserialize)]
+struct EdgeCrop {
+    image: String,
+    /// The face the edge cuts, in the sample's pixels.
+    cut_face: [f32; 4],
+    /// Left, top, right, bottom in the sample's pixels.
+    crop: [usize; 4],
+    width: usize,
+    height: usize,
+    faces: Vec<Face>,
+}
+
+/// The crop `name` of the fixture: the face the edge cuts is found as the reference finds
+/// it, its box (clipped to the crop) with IoU ≥ 0.95, landmarks within 3 px; and both boxes
+/// reach past that edge.
+fn assert_edge_parity(name: &str, edge: Edge) {
+    let case: EdgeCrop = serde_json::from_value(fixture()["edges"][name].clone()).unwrap();
+    let img = RgbImage::open(&common::sample(&case.image)).unwrap();
+    let [left, top, right, bottom] = case.crop;
+    let (w, h) = (right - left, bottom - top);
+    assert_eq!((w, h), (case.width, case.height), "{name}: crop size");
+    let stride = img.width * 3;
+    let view = RgbView::new(w, h, stride, &img.data[top * stride + left * 3..]).unwrap();
+    let ours = detector(all_faces()).detect(view).unwrap();
+
+    let c = case.cut_face;
+    let (dx, dy) = (left as f32, top as f32);
+    let target = clipped(&[c[0] - dx, c[1] - dy, c[2] - dx, c[3] - dy], w, h);
+    let overlap = |f: &Face| iou(&clipped(&f.bbox, w, h), &target);
+    let theirs = case
+        .faces
+        .iter()
+        .max_by(|a, b| overlap(a).total_cmp(&overlap(b)))
+        .filter(|f| overlap(f) > 0.5)
+        .unwrap_or_else(|| panic!("{name}: the reference found no face at {target:?}"));
+    assert!(
+        edge.crossed_by(&theirs.bbox, w, h),
+        "{name}: the reference box {:?} does not reach past the {edge:?} edge",
+        theirs.bbox
+    );
+    let best = best_match(&ours, theirs, w, h)
+        .unwrap_or_else(|| panic!("{name}: no face found, reference {theirs:?}"));
+    assert_same_face(name, best, theirs, w, h);
+    assert!(
+        edge.crossed_by(&best.bbox, w, h),
+        "{name}: our box {:?} does not reach past the {edge:?} edge",
+        best.bbox
+    );
 }
 
 #[test]
@@ -84,6 +186,30 @@ fn astronaut_matches_the_reference() {
 #[test]
 fn six_faces_photo_matches_the_reference() {
     assert_parity("t1.jpg");
+}
+
+#[test]
+fn a_face_cut_by_the_left_edge_matches_the_reference() {
+    assert_edge_parity("astronaut-left", Edge::Left);
+    assert_edge_parity("t1-left", Edge::Left);
+}
+
+#[test]
+fn a_face_cut_by_the_top_edge_matches_the_reference() {
+    assert_edge_parity("astronaut-top", Edge::Top);
+    assert_edge_parity("t1-top", Edge::Top);
+}
+
+#[test]
+fn a_face_cut_by_the_right_edge_matches_the_reference() {
+    assert_edge_parity("astronaut-right", Edge::Right);
+    assert_edge_parity("t1-right", Edge::Right);
+}
+
+#[test]
+fn a_face_cut_by_the_bottom_edge_matches_the_reference() {
+    assert_edge_parity("astronaut-bottom", Edge::Bottom);
+    assert_edge_parity("t1-bottom", Edge::Bottom);
 }
 
 #[test]
@@ -230,10 +356,7 @@ fn a_model_of_the_wrong_shape_is_refused_saying_what_was_expected() {
 #[test]
 fn results_do_not_depend_on_the_number_of_workers() {
     let img = RgbImage::open(&common::sample("t1.jpg")).unwrap();
-    let config = MtcnnConfig {
-        face_threshold: 0.7,
-        ..MtcnnConfig::default()
-    };
+    let config = all_faces();
     let runs: Vec<Vec<Face>> = [1, 2, 3]
         .into_iter()
         .map(|threads| {

@@ -377,7 +377,7 @@ pub fn resolve(
         .or(defaults.device.as_ref())
         .map(|d| Device::from_str(d))
         .transpose()
-        .map_err(bad)?
+        .map_err(|e| bad(e.to_string()))?
         .unwrap_or_default();
     let analysis_fps = fields.analysis_fps.or(defaults.analysis_fps).unwrap_or(1.0);
     if !(analysis_fps.is_finite() && analysis_fps > 0.0 && analysis_fps <= 1000.0) {

@@ -4,10 +4,9 @@
 //! (mean fake score of a group) and per-dataset figures.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
 use burn::prelude::*;
 use burn::tensor::activation;
 use sd2_models::classifier::Verdict;
@@ -20,13 +19,29 @@ use crate::data::manifest::{Manifest, Split};
 use crate::labels::TextLabels;
 use crate::metrics::{accuracy, auc, average_precision, eer};
 use crate::model::Sd2Model;
+use crate::report::{Quiet, Report};
 use crate::tokenizer::ClipTokenizer;
-use crate::train::checkpoint::{self, RunState};
+use crate::train::checkpoint::{self, CheckpointError, RunState};
 use crate::train::step::{pixel_tensor, token_tensor};
 
+/// Why an evaluation gives no figures.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("--batch must be at least 1")]
+    NoBatch,
+    #[error("{}: no rows in the {split:?} split", .manifest.display())]
+    NoRows { manifest: PathBuf, split: Split },
+    #[error(
+        "{} line {line}: the model's probabilities are not finite: its weights are not (a run \
+         that diverged?)",
+        .manifest.display()
+    )]
+    NotFinite { manifest: PathBuf, line: u64 },
+}
+
 /// A trained model for inference (no autodiff, dropout off) and how it was trained.
-pub fn load_trained(dir: &Path, device: &Device) -> Result<(Sd2Model, RunState)> {
-    let state = checkpoint::read_state(dir).map_err(anyhow::Error::msg)?;
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(Sd2Model, RunState), CheckpointError> {
+    let state = checkpoint::read_state(dir)?;
     let model = checkpoint::load_model(dir, &state.config.model, device)?;
     Ok((model.valid(), state))
 }
@@ -89,23 +104,37 @@ pub struct Reading {
 }
 
 /// Evaluates `model` on the rows of `split`, with the simple label of each type from `labels`.
+/// The rows it skips are counted in the report; [`evaluate_reporting`] also names each.
 pub fn evaluate(
+    model: &Sd2Model,
+    state: &RunState,
+    manifest: Arc<Manifest>,
+    split: Split,
+    texts: (&TextLabels, &ClipTokenizer),
+    reading: Reading,
+) -> Result<EvalReport, EvalError> {
+    evaluate_reporting(model, state, manifest, split, texts, reading, &mut Quiet)
+}
+
+/// [`evaluate`], telling `report` of every row it skips.
+pub fn evaluate_reporting(
     model: &Sd2Model,
     state: &RunState,
     manifest: Arc<Manifest>,
     split: Split,
     (labels, tok): (&TextLabels, &ClipTokenizer),
     Reading { batch, workers }: Reading,
-) -> Result<EvalReport> {
+    report: &mut dyn Report,
+) -> Result<EvalReport, EvalError> {
     if batch == 0 {
-        bail!("--batch must be at least 1");
+        return Err(EvalError::NoBatch);
     }
     let rows = manifest.split(split);
     if rows.is_empty() {
-        bail!(
-            "{}: no rows in the {split:?} split",
-            manifest.path.display()
-        );
+        return Err(EvalError::NoRows {
+            manifest: manifest.path.clone(),
+            split,
+        });
     }
     let device = model.logit_scale.val().device();
     let text = model.text_features(token_tensor(tok, &labels.simple(), &device));
@@ -125,7 +154,7 @@ pub fn evaluate(
     for b in BatchStream::new(manifest.clone(), Arc::new(rows), 0, 0, loader) {
         skipped += b.skipped.len();
         for s in &b.skipped {
-            eprintln!("skipping {s}");
+            report.note(&format!("skipping {s}"));
         }
         if b.samples.is_empty() {
             continue;
@@ -133,12 +162,10 @@ pub fn evaluate(
         let refs: Vec<&Sample> = b.samples.iter().collect();
         for (s, p) in refs.iter().zip(classify(model, text.clone(), &refs, side)) {
             if p.iter().any(|x| !x.is_finite()) {
-                bail!(
-                    "{} line {}: the model's probabilities are not finite: its weights are \
-                     not (a run that diverged?)",
-                    manifest.path.display(),
-                    manifest.entries[s.row].line
-                );
+                return Err(EvalError::NotFinite {
+                    manifest: manifest.path.clone(),
+                    line: manifest.entries[s.row].line as u64,
+                });
             }
             let best = Verdict { probabilities: p }.label().index();
             let score = 1.0 - p[0] as f64;

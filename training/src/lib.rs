@@ -1,6 +1,5 @@
 //! `sd2-train`: SD² (paper §4) in burn.
 
-pub mod bench;
 pub mod clam;
 pub mod clip;
 pub mod data;
@@ -11,5 +10,6 @@ pub mod lora;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod report;
 pub mod tokenizer;
 pub mod train;

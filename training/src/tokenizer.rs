@@ -36,7 +36,18 @@ pub enum TokenizerError {
     )]
     Read { path: String, reason: String },
     #[error("{path}: not a CLIP BPE vocabulary: {reason}")]
-    Format { path: String, reason: String },
+    Format { path: String, reason: MergesError },
+}
+
+/// Merges text that is not CLIP's BPE vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum MergesError {
+    #[error("{found} merges, expected {MERGES}")]
+    TooFew { found: usize },
+    #[error("merge {number} is not two symbols: {line:?}")]
+    NotAPair { number: usize, line: String },
+    #[error("{0}")]
+    Tokenizer(String),
 }
 
 /// GPT-2's reversible map from bytes to printable characters, in the reference's order
@@ -118,10 +129,10 @@ impl ClipTokenizer {
     }
 
     /// Builds the tokenizer from the decompressed vocabulary (a version line, then merges).
-    pub fn from_merges_text(text: &str) -> Result<Self, String> {
+    pub fn from_merges_text(text: &str) -> Result<Self, MergesError> {
         let lines: Vec<&str> = text.split('\n').skip(1).take(MERGES).collect();
         if lines.len() < MERGES {
-            return Err(format!("{} merges, expected {MERGES}", lines.len()));
+            return Err(MergesError::TooFew { found: lines.len() });
         }
         let merges: Vec<(String, String)> = lines
             .iter()
@@ -130,7 +141,10 @@ impl ClipTokenizer {
                 let mut parts = l.split(' ');
                 match (parts.next(), parts.next(), parts.next()) {
                     (Some(a), Some(b), None) => Ok((a.to_owned(), b.to_owned())),
-                    _ => Err(format!("merge {} is not two symbols: {l:?}", i + 1)),
+                    _ => Err(MergesError::NotAPair {
+                        number: i + 1,
+                        line: (*l).to_owned(),
+                    }),
                 }
             })
             .collect::<Result<_, _>>()?;
@@ -146,13 +160,13 @@ impl ClipTokenizer {
             .vocab_and_merges(vocab, merges)
             .end_of_word_suffix("</w>".into())
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| MergesError::Tokenizer(e.to_string()))?;
         let mut inner = Tokenizer::new(bpe);
         let whitespace = Replace::new(
             tokenizers::normalizers::replace::ReplacePattern::Regex(r"\s+".into()),
             " ",
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| MergesError::Tokenizer(e.to_string()))?;
         inner.with_normalizer(Some(NormalizerSequence::new(vec![
             NormalizerWrapper::NFC(NFC),
             NormalizerWrapper::Replace(whitespace),
@@ -163,7 +177,7 @@ impl ClipTokenizer {
             SplitDelimiterBehavior::Removed,
             true,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| MergesError::Tokenizer(e.to_string()))?;
         inner.with_pre_tokenizer(Some(PreTokenizerSequence::new(vec![
             PreTokenizerWrapper::Split(split),
             PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, false, false)),

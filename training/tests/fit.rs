@@ -469,3 +469,40 @@ fn a_damaged_checkpoint_or_a_lost_image_folder_costs_no_training() {
             .exists()
     );
 }
+
+#[test]
+fn a_resumed_run_at_its_end_says_so_on_one_line_and_trains_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = demo_set(&dir.path().join("data"), 4);
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let flags = ["--batch", "8", "--epochs", "1", "--lr", "1e-3"];
+    run(&strs(&tiny_fit(&manifest, &out, &flags)));
+    let saved = sd2_train::train::checkpoint::list(&out);
+    let (step, newest) = saved.last().unwrap().clone();
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+
+    // At the end of its epochs, and past a --max-steps lowered below where it is.
+    for extra in [&[][..], &["--max-steps", "1"]] {
+        let args = [&["fit", "--out", o, "--resume"][..], extra].concat();
+        let done = Command::new(bin()).args(&args).output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr),
+        );
+        assert!(done.status.success(), "{args:?}: {stdout}{stderr}");
+        assert_eq!(stdout, "", "{args:?}: nothing was trained to report");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&newest.display().to_string())
+                && stderr.contains(&format!("step {step}"))
+                && stderr.contains("finished"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(sd2_train::train::checkpoint::list(&out), saved);
+        assert_eq!(
+            std::fs::read_to_string(out.join("metrics.jsonl")).unwrap(),
+            metrics
+        );
+    }
+}

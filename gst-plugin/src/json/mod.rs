@@ -4,7 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-mod line;
+pub(crate) mod line;
 mod writer;
 
 glib::wrapper! {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use sd2_models::image::RgbImage;
 use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
 use sd2_models::paths;
-use sd2_models::runtime::{Device, SessionConfig};
+use sd2_models::runtime::{Device, SessionConfig, UnknownDevice};
 
 fn main() -> ExitCode {
     match run() {
@@ -30,7 +30,11 @@ fn run() -> Result<(), String> {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match a.as_str() {
             "--model-dir" => model_dir = PathBuf::from(value("--model-dir")?),
-            "--device" => device = value("--device")?.parse()?,
+            "--device" => {
+                device = value("--device")?
+                    .parse()
+                    .map_err(|e: UnknownDevice| e.to_string())?
+            }
             "--threshold" => {
                 config.face_threshold = value("--threshold")?
                     .parse()

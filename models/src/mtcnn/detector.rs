@@ -91,9 +91,14 @@ fn regress(b: Corners, reg: &[f32]) -> Corners {
     ]
 }
 
-/// Area-resampled, normalised `side × side` crops of `boxes` (reference `pad`: corners
-/// truncated, clamped to the frame, no padding). Returns the batch and, for each crop, the
-/// index of its box; boxes with nothing inside the frame are dropped.
+/// Area-resampled, normalised `side × side` crops of `boxes`, as facenet-pytorch's `pad`
+/// and `detect_face` cut them: corners truncated toward zero, the left and top ones clamped
+/// to 1 and read from the pixel before (its corners count from 1), the right and bottom ones
+/// clamped to the frame's width and height. The part of a box outside the frame is not
+/// padded: the part inside is stretched to the whole crop. (The original MTCNN pads it
+/// with zeros instead; facenet-pytorch 2.6.0 does not, and its boxes for faces cut by an
+/// edge follow from the stretched crop.) Returns the batch and, for each crop, the index of
+/// its box; boxes with nothing inside the frame are dropped.
 fn crops(sat: &IntegralImage, boxes: &[Corners], side: usize) -> (Vec<f32>, Vec<usize>) {
     let (w, h) = (sat.width() as i64, sat.height() as i64);
     let per = 3 * side * side;
@@ -520,4 +525,69 @@ fn pnet_levels(
         ));
     }
     Ok(levels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::RgbImage;
+    use crate::mtcnn::normalise;
+
+    /// A bright `w × h` image: no pixel darker than 100, so a zero-padded border would show.
+    fn bright(w: usize, h: usize) -> RgbImage {
+        let data = (0..w * h * 3)
+            .map(|i| 100 + ((i * 7919) % 151) as u8)
+            .collect();
+        RgbImage::new(w, h, data).unwrap()
+    }
+
+    fn resampled(sat: &IntegralImage, region: [usize; 4], side: usize) -> Vec<f32> {
+        let mut out = vec![0.0; 3 * side * side];
+        sat.resample_into(region, side, side, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_box_past_the_top_left_corner_crops_the_part_inside_stretched_without_zero_padding() {
+        let img = bright(40, 30);
+        let sat = IntegralImage::new(img.view());
+        let (data, index) = crops(&sat, &[[-12.7, -8.2, 19.6, 24.9]], 24);
+        assert_eq!(index, vec![0]);
+        // Corners truncated toward zero (-12, -8, 19, 24), the left and top clamped to 1
+        // and read from the pixel before: pixels [0, 19) × [0, 24).
+        assert_eq!(data, resampled(&sat, [0, 0, 19, 24], 24));
+        let darkest = data.iter().copied().fold(f32::INFINITY, f32::min);
+        assert!(darkest >= normalise(100.0), "a padded pixel: {darkest}");
+    }
+
+    #[test]
+    fn a_box_past_the_bottom_right_corner_is_clamped_to_the_frame() {
+        let img = bright(40, 30);
+        let sat = IntegralImage::new(img.view());
+        let (data, index) = crops(&sat, &[[20.9, 10.5, 57.3, 46.8]], 48);
+        assert_eq!(index, vec![0]);
+        assert_eq!(data, resampled(&sat, [19, 9, 40, 30], 48));
+    }
+
+    #[test]
+    fn crop_corners_are_truncated_not_rounded() {
+        let img = bright(40, 30);
+        let sat = IntegralImage::new(img.view());
+        let (data, _) = crops(&sat, &[[-0.9, 5.99, 30.99, 20.5]], 24);
+        assert_eq!(data, resampled(&sat, [0, 4, 30, 20], 24));
+    }
+
+    #[test]
+    fn boxes_with_nothing_inside_the_frame_have_no_crop() {
+        let img = bright(40, 30);
+        let sat = IntegralImage::new(img.view());
+        let boxes = [
+            [-30.0, 0.0, -2.0, 20.0],
+            [5.0, 5.0, 25.0, 25.0],
+            [0.0, 45.0, 20.0, 60.0],
+        ];
+        let (data, index) = crops(&sat, &boxes, 24);
+        assert_eq!(index, vec![1]);
+        assert_eq!(data.len(), 3 * 24 * 24);
+    }
 }

@@ -1,6 +1,54 @@
 //! Sizes of the CLIP towers, with named presets.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
+
+/// What is wrong with a CLIP config's fields or sizes.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("`{key}`: expected a non-negative integer")]
+    Missing { key: String },
+    #[error("`{key}` is {found}; this implementation is OpenAI CLIP's quick_gelu")]
+    Activation { key: String, found: String },
+    #[error("`{key}` is 0; every size must be at least 1")]
+    Zero { key: &'static str },
+    #[error("image size {image_size} is not a multiple of the patch size {patch_size}")]
+    Patches {
+        image_size: usize,
+        patch_size: usize,
+    },
+    #[error("{tower} width {width} is not divisible by {heads} heads")]
+    Heads {
+        tower: &'static str,
+        width: usize,
+        heads: usize,
+    },
+    #[error("`layer_norm_eps` is {eps}; it must be a positive number")]
+    Epsilon { eps: f64 },
+    #[error("these sizes make more than 2^64 parameters")]
+    Overflow,
+}
+
+/// What went wrong reading a Hugging Face `config.json`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the CLIP config: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: the CLIP config is not JSON: {error}")]
+    Json {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+    #[error("{path}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        problem: ConfigProblem,
+    },
+}
 
 /// The image tower (Hugging Face `CLIPVisionConfig`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,13 +176,32 @@ impl ClipConfig {
         }
     }
 
+    /// Reads a Hugging Face `config.json` (`CLIPConfig`) with [`from_hf_json`](Self::from_hf_json).
+    pub fn read_hf(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|error| ConfigError::Json {
+                path: path.to_owned(),
+                error,
+            })?;
+        Self::from_hf_json(&json).map_err(|problem| ConfigError::Invalid {
+            path: path.to_owned(),
+            problem,
+        })
+    }
+
     /// Reads the towers' sizes from a Hugging Face `config.json` (`CLIPConfig`).
-    pub fn from_hf_json(json: &serde_json::Value) -> Result<Self, String> {
-        let get = |section: &str, key: &str| -> Result<usize, String> {
+    pub fn from_hf_json(json: &serde_json::Value) -> Result<Self, ConfigProblem> {
+        let get = |section: &str, key: &str| -> Result<usize, ConfigProblem> {
             json[section][key]
                 .as_u64()
-                .map(|v| v as usize)
-                .ok_or_else(|| format!("config.json has no integer {section}.{key}"))
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| ConfigProblem::Missing {
+                    key: format!("{section}.{key}"),
+                })
         };
         let config = ClipConfig {
             vision: VisionConfig {
@@ -155,47 +222,117 @@ impl ClipConfig {
             },
             projection_dim: json["projection_dim"]
                 .as_u64()
-                .ok_or("config.json has no projection_dim")? as usize,
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| ConfigProblem::Missing {
+                    key: "projection_dim".into(),
+                })?,
             layer_norm_eps: json["vision_config"]["layer_norm_eps"]
                 .as_f64()
                 .unwrap_or(1e-5),
         };
-        for (tower, act) in [
-            ("vision_config", "hidden_act"),
-            ("text_config", "hidden_act"),
-        ] {
-            if let Some(a) = json[tower][act].as_str().filter(|a| *a != "quick_gelu") {
-                return Err(format!(
-                    "{tower}.{act} is {a}; this implementation is OpenAI CLIP's quick_gelu"
-                ));
+        for tower in ["vision_config", "text_config"] {
+            if let Some(a) = json[tower]["hidden_act"]
+                .as_str()
+                .filter(|a| *a != "quick_gelu")
+            {
+                return Err(ConfigProblem::Activation {
+                    key: format!("{tower}.hidden_act"),
+                    found: a.to_owned(),
+                });
             }
         }
         config.validate()?;
         Ok(config)
     }
 
-    /// Checks that the sizes fit together.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks that the sizes fit together: none is 0, patches tile the image, heads split
+    /// each width, the epsilon is positive and the parameters can be counted.
+    pub fn validate(&self) -> Result<(), ConfigProblem> {
         let v = &self.vision;
         let t = &self.text;
-        if v.patch_size == 0 || !v.image_size.is_multiple_of(v.patch_size) {
-            return Err(format!(
-                "image size {} is not a multiple of the patch size {}",
-                v.image_size, v.patch_size
-            ));
+        let sizes = [
+            ("vision_config.hidden_size", v.hidden_size),
+            ("vision_config.intermediate_size", v.intermediate_size),
+            ("vision_config.num_hidden_layers", v.num_hidden_layers),
+            ("vision_config.num_attention_heads", v.num_attention_heads),
+            ("vision_config.image_size", v.image_size),
+            ("vision_config.patch_size", v.patch_size),
+            ("text_config.hidden_size", t.hidden_size),
+            ("text_config.intermediate_size", t.intermediate_size),
+            ("text_config.num_hidden_layers", t.num_hidden_layers),
+            ("text_config.num_attention_heads", t.num_attention_heads),
+            ("text_config.vocab_size", t.vocab_size),
+            (
+                "text_config.max_position_embeddings",
+                t.max_position_embeddings,
+            ),
+            ("projection_dim", self.projection_dim),
+        ];
+        if let Some((key, _)) = sizes.iter().find(|(_, size)| *size == 0) {
+            return Err(ConfigProblem::Zero { key });
         }
-        if v.num_attention_heads == 0 || !v.hidden_size.is_multiple_of(v.num_attention_heads) {
-            return Err(format!(
-                "vision width {} is not divisible by {} heads",
-                v.hidden_size, v.num_attention_heads
-            ));
+        if !v.image_size.is_multiple_of(v.patch_size) {
+            return Err(ConfigProblem::Patches {
+                image_size: v.image_size,
+                patch_size: v.patch_size,
+            });
         }
-        if t.num_attention_heads == 0 || !t.hidden_size.is_multiple_of(t.num_attention_heads) {
-            return Err(format!(
-                "text width {} is not divisible by {} heads",
-                t.hidden_size, t.num_attention_heads
-            ));
+        for (tower, width, heads) in [
+            ("vision", v.hidden_size, v.num_attention_heads),
+            ("text", t.hidden_size, t.num_attention_heads),
+        ] {
+            if !width.is_multiple_of(heads) {
+                return Err(ConfigProblem::Heads {
+                    tower,
+                    width,
+                    heads,
+                });
+            }
         }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(ConfigProblem::Epsilon {
+                eps: self.layer_norm_eps,
+            });
+        }
+        self.parameter_count().ok_or(ConfigProblem::Overflow)?;
         Ok(())
+    }
+
+    /// How many values the CLIP parameters of these sizes hold (Hugging Face's `CLIPModel`
+    /// without `logit_scale`), or `None` past `u64`.
+    pub fn parameter_count(&self) -> Option<u64> {
+        let n = |v: usize| u64::try_from(v).ok();
+        let mul = |a: u64, b: u64| a.checked_mul(b);
+        let add = |a: u64, b: u64| a.checked_add(b);
+        // Attention (four square projections with biases), the MLP, two layer norms.
+        let layers = |width: usize, inner: usize, count: usize| -> Option<u64> {
+            let (w, i) = (n(width)?, n(inner)?);
+            let attention = mul(4, add(mul(w, w)?, w)?)?;
+            let mlp = add(add(mul(2, mul(w, i)?)?, i)?, w)?;
+            mul(n(count)?, add(add(attention, mlp)?, mul(4, w)?)?)
+        };
+        let (v, t) = (&self.vision, &self.text);
+        let vw = n(v.hidden_size)?;
+        let patch = mul(mul(3, vw)?, mul(n(v.patch_size)?, n(v.patch_size)?)?)?;
+        let grid = n(v.grid())?;
+        let positions = add(mul(grid, grid)?, 1)?;
+        // Patch embedding, class embedding, positions, the pre- and post-layer norms.
+        let vision_embeddings = add(patch, mul(vw, add(positions, 5)?)?)?;
+        let vision = add(
+            vision_embeddings,
+            layers(v.hidden_size, v.intermediate_size, v.num_hidden_layers)?,
+        )?;
+        let tw = n(t.hidden_size)?;
+        // Token and position embeddings, the final layer norm.
+        let text_embeddings = mul(
+            tw,
+            add(add(n(t.vocab_size)?, n(t.max_position_embeddings)?)?, 2)?,
+        )?;
+        let text = add(
+            text_embeddings,
+            layers(t.hidden_size, t.intermediate_size, t.num_hidden_layers)?,
+        )?;
+        let projections = mul(n(self.projection_dim)?, add(vw, tw)?)?;
+        add(add(vision, text)?, projections)
     }
 }

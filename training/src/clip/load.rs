@@ -15,15 +15,41 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{ModuleMapper, Param};
 use burn::prelude::*;
-use sd2_models::state_dict::{HostTensor, StateDict};
+use sd2_models::state_dict::{HostTensor, StateDict, StateDictError};
 
 use super::ClipModel;
-use super::config::ClipConfig;
+use super::config::{ClipConfig, ConfigError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{path}: {reason}")]
-    Read { path: PathBuf, reason: String },
+    #[error("{path}: no such file or directory")]
+    NotFound { path: PathBuf },
+    #[error(
+        "{path}: no model.safetensors, pytorch_model.bin, open_clip_pytorch_model.bin or \
+         open_clip_model.safetensors in this directory"
+    )]
+    NoWeights { path: PathBuf },
+    #[error(transparent)]
+    StateDict(#[from] StateDictError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{path}: tensor `{name}` has shape {shape:?}; expected {expected}")]
+    Shape {
+        path: PathBuf,
+        name: String,
+        shape: Vec<usize>,
+        expected: &'static str,
+    },
+    #[error(
+        "{config}: describes a CLIP of {parameters} parameters, but {checkpoint} holds only \
+         {held} values: this config does not belong to these weights"
+    )]
+    ConfigTooLarge {
+        config: PathBuf,
+        checkpoint: PathBuf,
+        parameters: u64,
+        held: u64,
+    },
     #[error("{path} does not fit this CLIP model: {}", .problems.join("; "))]
     Mismatch {
         path: PathBuf,
@@ -38,45 +64,59 @@ pub struct Checkpoint {
     pub config: Option<ClipConfig>,
 }
 
-fn read_err(path: &Path, reason: impl Into<String>) -> LoadError {
-    LoadError::Read {
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
-}
-
 impl Checkpoint {
-    /// Reads a checkpoint file or Hugging Face directory.
+    /// Reads a checkpoint file or Hugging Face directory. A `config.json` beside the weights
+    /// is refused, and sizes read off the shapes are dropped, when they make more parameters
+    /// than the weights hold: such a model could not load them, and building it would take
+    /// memory the file does not bound.
     pub fn read(path: &Path) -> Result<Self, LoadError> {
         let (file, config_json) = if path.is_dir() {
-            let file = ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin", "open_clip_model.safetensors"]
-                .iter()
-                .map(|f| path.join(f))
-                .find(|p| p.exists())
-                .ok_or_else(|| read_err(path, "no model.safetensors, pytorch_model.bin or open_clip_pytorch_model.bin in this directory"))?;
+            let file = [
+                "model.safetensors",
+                "pytorch_model.bin",
+                "open_clip_pytorch_model.bin",
+                "open_clip_model.safetensors",
+            ]
+            .iter()
+            .map(|f| path.join(f))
+            .find(|p| p.exists())
+            .ok_or_else(|| LoadError::NoWeights {
+                path: path.to_owned(),
+            })?;
             (file, Some(path.join("config.json")).filter(|p| p.exists()))
         } else if path.exists() {
             (path.to_owned(), None)
         } else {
-            return Err(read_err(path, "no such file or directory"));
+            return Err(LoadError::NotFound {
+                path: path.to_owned(),
+            });
         };
         let sd = if file.extension().is_some_and(|e| e == "safetensors") {
             StateDict::load_safetensors(&file)
         } else {
             StateDict::load_pytorch(&file)
-        }
-        .map_err(|e| read_err(&file, e.to_string()))?;
+        }?;
+        let tensors = to_hf_names(&file, sd.tensors)?;
+        let held = values_held(&tensors);
         let config = match config_json {
             Some(p) => {
-                let text = std::fs::read_to_string(&p).map_err(|e| read_err(&p, e.to_string()))?;
-                let json: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| read_err(&p, e.to_string()))?;
-                Some(ClipConfig::from_hf_json(&json).map_err(|e| read_err(&p, e))?)
+                let config = ClipConfig::read_hf(&p)?;
+                let parameters = config.parameter_count().unwrap_or(u64::MAX);
+                if parameters > held {
+                    return Err(LoadError::ConfigTooLarge {
+                        config: p,
+                        checkpoint: file,
+                        parameters,
+                        held,
+                    });
+                }
+                Some(config)
             }
-            None => None,
+            None => infer_config(&tensors).filter(|c| {
+                c.parameter_count()
+                    .is_some_and(|parameters| parameters <= held)
+            }),
         };
-        let tensors = to_hf_names(sd.tensors);
-        let config = config.or_else(|| infer_config(&tensors));
         Ok(Checkpoint {
             path: file,
             tensors,
@@ -85,9 +125,19 @@ impl Checkpoint {
     }
 }
 
+/// How many values the tensors hold together.
+fn values_held(tensors: &BTreeMap<String, HostTensor>) -> u64 {
+    tensors
+        .values()
+        .fold(0u64, |n, t| n.saturating_add(t.data.len() as u64))
+}
+
 /// Strips wrapper prefixes (`module.`, `model.`, `state_dict.`) and converts the OpenAI
 /// layout to Hugging Face names.
-fn to_hf_names(tensors: BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTensor> {
+fn to_hf_names(
+    file: &Path,
+    tensors: BTreeMap<String, HostTensor>,
+) -> Result<BTreeMap<String, HostTensor>, LoadError> {
     let strip = |k: &str| -> String {
         let mut k = k;
         for p in ["state_dict.", "module.", "model.", "clip."] {
@@ -100,68 +150,30 @@ fn to_hf_names(tensors: BTreeMap<String, HostTensor>) -> BTreeMap<String, HostTe
     let tensors: BTreeMap<String, HostTensor> =
         tensors.into_iter().map(|(k, v)| (strip(&k), v)).collect();
     if !tensors.contains_key("visual.conv1.weight") {
-        return tensors;
+        return Ok(tensors);
     }
     let mut out = BTreeMap::new();
     for (k, v) in tensors {
-        for (name, t) in openai_to_hf(&k, v) {
-            out.insert(name, t);
-        }
+        let shape = v.shape.clone();
+        let converted = openai_to_hf(&k, v).map_err(|expected| LoadError::Shape {
+            path: file.to_owned(),
+            name: k.clone(),
+            shape,
+            expected,
+        })?;
+        out.extend(converted);
     }
-    out
+    Ok(out)
 }
 
-/// One OpenAI / open_clip tensor as Hugging Face tensors (none for buffers we do not use).
-fn openai_to_hf(key: &str, t: HostTensor) -> Vec<(String, HostTensor)> {
-    let block = |rest: &str, tower: &str| -> Option<Vec<(String, HostTensor)>> {
-        let (i, rest) = rest.split_once('.')?;
-        let p = format!("{tower}.encoder.layers.{i}");
-        let one = |name: &str| Some(vec![(format!("{p}.{name}"), t.clone())]);
-        match rest {
-            "attn.in_proj_weight" | "attn.in_proj_bias" => {
-                let suffix = if rest.ends_with("weight") {
-                    "weight"
-                } else {
-                    "bias"
-                };
-                let third = t.data.len() / 3;
-                let shape = if t.shape.len() == 2 {
-                    vec![t.shape[0] / 3, t.shape[1]]
-                } else {
-                    vec![t.shape[0] / 3]
-                };
-                Some(
-                    ["q_proj", "k_proj", "v_proj"]
-                        .iter()
-                        .enumerate()
-                        .map(|(j, proj)| {
-                            let data = t.data[j * third..(j + 1) * third].to_vec();
-                            (
-                                format!("{p}.self_attn.{proj}.{suffix}"),
-                                HostTensor::new(shape.clone(), data),
-                            )
-                        })
-                        .collect(),
-                )
-            }
-            "attn.out_proj.weight" => one("self_attn.out_proj.weight"),
-            "attn.out_proj.bias" => one("self_attn.out_proj.bias"),
-            "ln_1.weight" => one("layer_norm1.weight"),
-            "ln_1.bias" => one("layer_norm1.bias"),
-            "ln_2.weight" => one("layer_norm2.weight"),
-            "ln_2.bias" => one("layer_norm2.bias"),
-            "mlp.c_fc.weight" => one("mlp.fc1.weight"),
-            "mlp.c_fc.bias" => one("mlp.fc1.bias"),
-            "mlp.c_proj.weight" => one("mlp.fc2.weight"),
-            "mlp.c_proj.bias" => one("mlp.fc2.bias"),
-            _ => None,
-        }
-    };
+/// One OpenAI / open_clip tensor as Hugging Face tensors (none for buffers we do not use),
+/// or what its shape should have been.
+fn openai_to_hf(key: &str, t: HostTensor) -> Result<Vec<(String, HostTensor)>, &'static str> {
     if let Some(rest) = key.strip_prefix("visual.transformer.resblocks.") {
-        return block(rest, "vision_model").unwrap_or_default();
+        return block(rest, "vision_model", t);
     }
     if let Some(rest) = key.strip_prefix("transformer.resblocks.") {
-        return block(rest, "text_model").unwrap_or_default();
+        return block(rest, "text_model", t);
     }
     let name = match key {
         "visual.class_embedding" => "vision_model.embeddings.class_embedding",
@@ -171,26 +183,92 @@ fn openai_to_hf(key: &str, t: HostTensor) -> Vec<(String, HostTensor)> {
         "visual.ln_pre.bias" => "vision_model.pre_layrnorm.bias",
         "visual.ln_post.weight" => "vision_model.post_layernorm.weight",
         "visual.ln_post.bias" => "vision_model.post_layernorm.bias",
-        "visual.proj" => return vec![("visual_projection.weight".into(), t.transposed())],
+        "visual.proj" => return projection("visual_projection.weight", t),
         "token_embedding.weight" => "text_model.embeddings.token_embedding.weight",
         "positional_embedding" => "text_model.embeddings.position_embedding.weight",
         "ln_final.weight" => "text_model.final_layer_norm.weight",
         "ln_final.bias" => "text_model.final_layer_norm.bias",
-        "text_projection" => return vec![("text_projection.weight".into(), t.transposed())],
+        "text_projection" => return projection("text_projection.weight", t),
         "logit_scale" => "logit_scale",
-        _ => return Vec::new(),
+        _ => return Ok(Vec::new()),
     };
-    vec![(name.to_owned(), t)]
+    Ok(vec![(name.to_owned(), t)])
+}
+
+/// OpenAI's `[width, projection]` projection as Hugging Face's `[projection, width]`.
+fn projection(name: &str, t: HostTensor) -> Result<Vec<(String, HostTensor)>, &'static str> {
+    if t.shape.len() != 2 {
+        return Err("a 2-D [width, projection] matrix");
+    }
+    Ok(vec![(name.to_owned(), t.transposed())])
+}
+
+/// A tensor of residual block `rest` (`"{i}.attn.in_proj_weight"`, …) of `tower`; the fused
+/// attention projection is split into its query, key and value thirds.
+fn block(
+    rest: &str,
+    tower: &str,
+    t: HostTensor,
+) -> Result<Vec<(String, HostTensor)>, &'static str> {
+    let Some((i, rest)) = rest.split_once('.') else {
+        return Ok(Vec::new());
+    };
+    let p = format!("{tower}.encoder.layers.{i}");
+    let name = match rest {
+        "attn.in_proj_weight" | "attn.in_proj_bias" => return split_qkv(&p, rest, &t),
+        "attn.out_proj.weight" => "self_attn.out_proj.weight",
+        "attn.out_proj.bias" => "self_attn.out_proj.bias",
+        "ln_1.weight" => "layer_norm1.weight",
+        "ln_1.bias" => "layer_norm1.bias",
+        "ln_2.weight" => "layer_norm2.weight",
+        "ln_2.bias" => "layer_norm2.bias",
+        "mlp.c_fc.weight" => "mlp.fc1.weight",
+        "mlp.c_fc.bias" => "mlp.fc1.bias",
+        "mlp.c_proj.weight" => "mlp.fc2.weight",
+        "mlp.c_proj.bias" => "mlp.fc2.bias",
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![(format!("{p}.{name}"), t)])
+}
+
+/// The fused `[3 × width, …]` attention projection `rest` of layer `p` as three tensors.
+fn split_qkv(
+    p: &str,
+    rest: &str,
+    t: &HostTensor,
+) -> Result<Vec<(String, HostTensor)>, &'static str> {
+    let suffix = if rest.ends_with("weight") {
+        "weight"
+    } else {
+        "bias"
+    };
+    let shape = match t.shape[..] {
+        [rows, cols] if rows.is_multiple_of(3) => vec![rows / 3, cols],
+        [rows] if rows.is_multiple_of(3) => vec![rows / 3],
+        _ => return Err("[3 × width, width] or [3 × width] (query, key and value stacked)"),
+    };
+    let third = t.data.len() / 3;
+    Ok(["q_proj", "k_proj", "v_proj"]
+        .iter()
+        .enumerate()
+        .map(|(j, proj)| {
+            let data = t.data[j * third..(j + 1) * third].to_vec();
+            (
+                format!("{p}.self_attn.{proj}.{suffix}"),
+                HostTensor::new(shape.clone(), data),
+            )
+        })
+        .collect())
 }
 
 /// The towers' sizes read off the tensors' shapes, for OpenAI's widths only: a tensor's
 /// shape does not give the head count (open_clip's ViT-H/14 is 1,280 wide with 16 heads,
 /// not 20) nor the activation (its LAION models use GELU, not QuickGELU). Any other model
-/// needs its `config.json` or a preset.
+/// needs its `config.json` or a preset. Shapes that do not fit a CLIP give none.
 fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
     // OpenAI's CLIPs: 64-wide heads, QuickGELU.
     let heads = |width: usize, known: &[usize]| known.contains(&width).then_some(width / 64);
-    let shape = |k: &str| t.get(k).map(|t| t.shape.clone());
+    let dim = |k: &str, i: usize| t.get(k).and_then(|t| t.shape.get(i).copied());
     let count = |prefix: &str| {
         (0..)
             .take_while(|i| {
@@ -198,32 +276,29 @@ fn infer_config(t: &BTreeMap<String, HostTensor>) -> Option<ClipConfig> {
             })
             .count()
     };
-    let conv = shape("vision_model.embeddings.patch_embedding.weight")?;
-    let vpos = shape("vision_model.embeddings.position_embedding.weight")?;
-    let tok = shape("text_model.embeddings.token_embedding.weight")?;
-    let tpos = shape("text_model.embeddings.position_embedding.weight")?;
-    let vfc = shape("vision_model.encoder.layers.0.mlp.fc1.weight")?;
-    let tfc = shape("text_model.encoder.layers.0.mlp.fc1.weight")?;
-    let proj = shape("visual_projection.weight")?;
-    let grid = ((vpos[0] - 1) as f64).sqrt().round() as usize;
+    let conv = "vision_model.embeddings.patch_embedding.weight";
+    let tok = "text_model.embeddings.token_embedding.weight";
+    let (width, patch) = (dim(conv, 0)?, dim(conv, 2)?);
+    let positions = dim("vision_model.embeddings.position_embedding.weight", 0)?;
+    let grid = (positions.checked_sub(1)? as f64).sqrt().round() as usize;
     let config = ClipConfig {
         vision: super::VisionConfig {
-            hidden_size: conv[0],
-            intermediate_size: vfc[0],
+            hidden_size: width,
+            intermediate_size: dim("vision_model.encoder.layers.0.mlp.fc1.weight", 0)?,
             num_hidden_layers: count("vision_model"),
-            num_attention_heads: heads(conv[0], &[768, 1024])?,
-            image_size: grid * conv[2],
-            patch_size: conv[2],
+            num_attention_heads: heads(width, &[768, 1024])?,
+            image_size: grid.checked_mul(patch)?,
+            patch_size: patch,
         },
         text: super::TextConfig {
-            hidden_size: tok[1],
-            intermediate_size: tfc[0],
+            hidden_size: dim(tok, 1)?,
+            intermediate_size: dim("text_model.encoder.layers.0.mlp.fc1.weight", 0)?,
             num_hidden_layers: count("text_model"),
-            num_attention_heads: heads(tok[1], &[512, 768])?,
-            vocab_size: tok[0],
-            max_position_embeddings: tpos[0],
+            num_attention_heads: heads(dim(tok, 1)?, &[512, 768])?,
+            vocab_size: dim(tok, 0)?,
+            max_position_embeddings: dim("text_model.embeddings.position_embedding.weight", 0)?,
         },
-        projection_dim: proj[0],
+        projection_dim: dim("visual_projection.weight", 0)?,
         layer_norm_eps: 1e-5,
     };
     config.validate().ok().map(|()| config)
@@ -356,7 +431,7 @@ mod tests {
     #[test]
     fn fused_openai_attention_is_split_into_three_projections() {
         let t = HostTensor::new(vec![6, 2], (0..12).map(|v| v as f32).collect());
-        let out = openai_to_hf("visual.transformer.resblocks.1.attn.in_proj_weight", t);
+        let out = openai_to_hf("visual.transformer.resblocks.1.attn.in_proj_weight", t).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(
             out[1].0,
@@ -366,7 +441,8 @@ mod tests {
         let proj = openai_to_hf(
             "text_projection",
             HostTensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]),
-        );
+        )
+        .unwrap();
         assert_eq!(proj[0].1.shape, vec![3, 2]);
     }
 

@@ -135,14 +135,11 @@ fn brightness_contrast(img: &mut RgbImage, brightness: f32, contrast: f32) {
     }
 }
 
-fn jpeg(img: RgbImage, quality: u8) -> Result<RgbImage, String> {
+fn jpeg(img: RgbImage, quality: u8) -> Result<RgbImage, image::ImageError> {
     let mut bytes = Vec::new();
     let enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, quality);
-    to_image(img)
-        .write_with_encoder(enc)
-        .map_err(|e| e.to_string())?;
-    let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
-        .map_err(|e| e.to_string())?;
+    to_image(img).write_with_encoder(enc)?;
+    let decoded = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)?;
     Ok(from_image(decoded.into_rgb8()))
 }
 

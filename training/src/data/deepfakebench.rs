@@ -8,7 +8,7 @@
 //! type cannot be found are reported and their frames skipped.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sd2_models::taxonomy::DeepfakeType;
@@ -91,6 +91,25 @@ fn frames_of(video: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What went wrong reading a DeepfakeBench JSON file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeepfakeBenchError {
+    #[error("{path}: cannot read the DeepfakeBench file: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{path}: not JSON: {error}")]
+    Json {
+        path: PathBuf,
+        error: serde_json::Error,
+    },
+    #[error("{path}: expected an object of datasets ({{dataset: {{label: {{split: …}}}}}})")]
+    NotAnObject { path: PathBuf },
+    #[error("{path}: `{dataset}` is not an object of labels")]
+    NotLabels { path: PathBuf, dataset: String },
+}
+
 /// Reads one DeepfakeBench JSON file. `compression` picks the level where the file nests
 /// one (`c23` by default in the CLI).
 pub fn import(
@@ -98,17 +117,28 @@ pub fn import(
     table: &TypeTable,
     compression: &str,
     report: &mut ImportReport,
-) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+) -> Result<(), DeepfakeBenchError> {
+    let text = std::fs::read(path).map_err(|error| DeepfakeBenchError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|error| DeepfakeBenchError::Json {
+            path: path.to_owned(),
+            error,
+        })?;
     let top = json
         .as_object()
-        .ok_or_else(|| format!("{}: expected an object", path.display()))?;
+        .ok_or_else(|| DeepfakeBenchError::NotAnObject {
+            path: path.to_owned(),
+        })?;
     for (dataset, labels) in top {
         let labels = labels
             .as_object()
-            .ok_or_else(|| format!("{}: `{dataset}` is not an object of labels", path.display()))?;
+            .ok_or_else(|| DeepfakeBenchError::NotLabels {
+                path: path.to_owned(),
+                dataset: dataset.clone(),
+            })?;
         for (label, splits) in labels {
             let Some(splits) = splits.as_object() else {
                 continue;

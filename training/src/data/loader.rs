@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use sd2_models::crop::CropRecipe;
-use sd2_models::image::RgbImage;
+use sd2_models::image::{ImageError, RgbImage};
 use sd2_models::taxonomy::DeepfakeType;
 
 use super::augment::{AugmentConfig, augment, fit_square};
@@ -49,16 +49,30 @@ pub struct LoaderConfig {
     pub seed: u64,
 }
 
+/// Why a row is left out of its batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// The row no longer reads as it did when the manifest was opened.
+    #[error("{0}")]
+    Row(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("reading it panicked: {0}")]
+    Panicked(String),
+}
+
 /// Decodes, fits, augments and normalises one row.
 pub fn load_sample(
     manifest: &Manifest,
     row: usize,
     config: &LoaderConfig,
     rng: &mut Rng,
-) -> Result<Sample, String> {
-    let r = manifest.row(row)?;
+) -> Result<Sample, SampleError> {
+    let r = manifest
+        .row(row)
+        .map_err(|e| SampleError::Row(e.problem.to_string()))?;
     let path = manifest.image_path(&r);
-    let img = RgbImage::open(&path).map_err(|e| e.to_string())?;
+    let img = RgbImage::open(&path)?;
     let img = augment(
         fit_square(img, config.recipe.input_size),
         &config.augment,
@@ -93,7 +107,7 @@ fn make_batch(
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             load_sample(manifest, row, config, &mut rng)
         }))
-        .unwrap_or_else(|p| Err(format!("reading it panicked: {}", panic_message(&*p))));
+        .unwrap_or_else(|p| Err(SampleError::Panicked(panic_message(&*p).to_owned())));
         match loaded {
             Ok(s) => samples.push(s),
             Err(e) => skipped.push(format!(

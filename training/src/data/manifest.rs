@@ -14,11 +14,12 @@
 //!
 //! Opening a manifest reads each line once and keeps only its offset, type, split, dataset
 //! and group, so millions of rows take a few bytes each; rows are parsed again when a batch
-//! needs them. Lines that are not valid rows are reported and skipped.
+//! needs them. Lines that are not valid rows are reported and skipped, and so are lines longer
+//! than [`MAX_ROW_BYTES`], which are never held whole.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -97,12 +98,42 @@ pub struct Entry {
     pub group: u32,
 }
 
+/// The longest line read as a row, its line break included: rows are a few hundred bytes.
+pub const MAX_ROW_BYTES: usize = 1 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("{path}: cannot read the manifest: {reason}")]
     Read { path: PathBuf, reason: String },
     #[error("{path}: no usable rows ({problems} lines skipped)")]
     Empty { path: PathBuf, problems: usize },
+    #[error("{path}: more than {} lines", u32::MAX)]
+    TooManyLines { path: PathBuf },
+    #[error(
+        "{path}: line {line}: a {}th dataset name; a manifest holds at most {} datasets",
+        u16::MAX as usize + 2,
+        u16::MAX as usize + 1
+    )]
+    TooManyDatasets { path: PathBuf, line: u32 },
+}
+
+/// Why a row indexed at open could not be read again.
+#[derive(Debug, thiserror::Error)]
+pub enum RowProblem {
+    #[error("cannot read it again: {0}")]
+    Reread(io::Error),
+    #[error("{0}")]
+    Json(serde_json::Error),
+}
+
+/// A row of the manifest at `path` that could not be read again (the file changed since it
+/// was opened).
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: line {line}: {problem}")]
+pub struct RowError {
+    pub path: PathBuf,
+    pub line: u32,
+    pub problem: RowProblem,
 }
 
 /// The 64-bit FNV-1a hash: stable across Rust versions and platforms, unlike std's hasher.
@@ -118,6 +149,41 @@ impl Fnv1a {
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Reads the next line of `reader`, its line break included, into `line`, holding at most
+/// `MAX_ROW_BYTES` of its bytes; every byte goes into `digest`. Returns the line's whole
+/// length, 0 at the end of the file.
+fn read_line(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    digest: &mut Fnv1a,
+) -> io::Result<usize> {
+    line.clear();
+    let mut total = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        digest.write(chunk);
+        let room = MAX_ROW_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        reader.consume(n);
+        total += n;
+        if ends {
+            return Ok(total);
         }
     }
 }
@@ -162,28 +228,43 @@ impl Manifest {
         let (mut groups, mut group_ids) = (Vec::new(), HashMap::new());
         let mut problems = Vec::new();
         let mut skipped = 0;
+        let mut skip = |problem: String| {
+            skipped += 1;
+            if problems.len() < 100 {
+                problems.push(problem);
+            }
+        };
         let mut offset = 0u64;
-        // Bytes, not a String: a line that is not UTF-8 is one bad row, not a bad file.
-        let mut line = Vec::new();
+        // Bytes, not a String: a line that is not UTF-8 is one bad row, not a bad file. Room
+        // for the longest row once, so that a longer line is never held whole.
+        let mut line = Vec::with_capacity(MAX_ROW_BYTES);
         let mut number = 0u32;
         let mut digest = Fnv1a::default();
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| err(e.to_string()))?;
+            let n =
+                read_line(&mut reader, &mut line, &mut digest).map_err(|e| err(e.to_string()))?;
             if n == 0 {
                 break;
             }
-            number += 1;
-            digest.write(&line);
+            number = number
+                .checked_add(1)
+                .ok_or_else(|| ManifestError::TooManyLines {
+                    path: path.to_owned(),
+                })?;
+            let line_start = offset;
+            offset += n as u64;
+            if n > MAX_ROW_BYTES {
+                skip(format!(
+                    "line {number}: {n} bytes, more than a row may have ({MAX_ROW_BYTES})"
+                ));
+                continue;
+            }
             // Editors on Windows begin UTF-8 files with a byte-order mark: not part of a row.
             let body = match line.strip_prefix(b"\xEF\xBB\xBF") {
                 Some(rest) if number == 1 => rest,
                 _ => &line[..],
             };
-            let start = offset + (n - body.len()) as u64;
-            offset += n as u64;
+            let start = line_start + (n - body.len()) as u64;
             let text = body.trim_ascii();
             if text.is_empty() || text.starts_with(b"#") {
                 continue;
@@ -197,10 +278,17 @@ impl Manifest {
                                 list.len() - 1
                             })
                         };
-                    let dataset = intern(&row.dataset, &mut datasets, &mut dataset_ids) as u16;
+                    let dataset = intern(&row.dataset, &mut datasets, &mut dataset_ids);
+                    let dataset =
+                        u16::try_from(dataset).map_err(|_| ManifestError::TooManyDatasets {
+                            path: path.to_owned(),
+                            line: number,
+                        })?;
+                    // Fewer groups than lines, whose count fits a u32.
                     let group = intern(row.group_or_image(), &mut groups, &mut group_ids) as u32;
                     entries.push(Entry {
                         offset: start,
+                        // At most MAX_ROW_BYTES.
                         len: body.len() as u32,
                         line: number,
                         kind: row.kind,
@@ -209,18 +297,8 @@ impl Manifest {
                         group,
                     });
                 }
-                Ok(_) => {
-                    skipped += 1;
-                    if problems.len() < 100 {
-                        problems.push(format!("line {number}: `image` is empty"));
-                    }
-                }
-                Err(e) => {
-                    skipped += 1;
-                    if problems.len() < 100 {
-                        problems.push(format!("line {number}: {e}"));
-                    }
-                }
+                Ok(_) => skip(format!("line {number}: `image` is empty")),
+                Err(e) => skip(format!("line {number}: {e}")),
             }
         }
         if entries.is_empty() {
@@ -253,16 +331,21 @@ impl Manifest {
     }
 
     /// Row `i`, parsed again from the file.
-    pub fn row(&self, i: usize) -> Result<Row, String> {
+    pub fn row(&self, i: usize) -> Result<Row, RowError> {
         let e = self.entries[i];
+        let error = |problem: RowProblem| RowError {
+            path: self.path.clone(),
+            line: e.line,
+            problem,
+        };
         let mut buf = vec![0u8; e.len as usize];
         {
             let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
             f.seek(SeekFrom::Start(e.offset))
-                .map_err(|err| err.to_string())?;
-            f.read_exact(&mut buf).map_err(|err| err.to_string())?;
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|err| error(RowProblem::Reread(err)))?;
         }
-        serde_json::from_slice(&buf).map_err(|err| format!("line {}: {err}", e.line))
+        serde_json::from_slice(&buf).map_err(|err| error(RowProblem::Json(err)))
     }
 
     /// Where a row's image is.

@@ -16,8 +16,9 @@
 use std::path::{Path, PathBuf};
 
 use sd2_models::crop::CropRecipe;
-use sd2_models::image::RgbImage;
-use sd2_models::mtcnn::Face;
+use sd2_models::image::{ImageError, RgbImage};
+use sd2_models::mtcnn::{Face, MtcnnError};
+use sd2_models::runtime::RuntimeError;
 use sd2_models::taxonomy::DeepfakeType;
 
 use super::manifest::{Row, Split};
@@ -386,12 +387,25 @@ const ASTRONAUT: &str =
 const ASTRONAUT_SCENE: &str =
     "A studio portrait in front of an American flag and a model of the space shuttle, evenly lit.";
 
+/// Why the faces of the sample photos could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SamplePhotosError {
+    #[error(transparent)]
+    Mtcnn(#[from] RuntimeError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Detection(#[from] MtcnnError),
+    #[error("found {0} faces in the sample photos; at least two are needed")]
+    TooFewFaces(usize),
+}
+
 /// The sample photos (`astronaut.png`, `t1.jpg`) and the faces MTCNN finds in them, with
 /// descriptions written for them.
 pub fn sample_photos(
     samples: &Path,
     mtcnn_dir: &Path,
-) -> Result<(Vec<Photo>, Vec<Person>), String> {
+) -> Result<(Vec<Photo>, Vec<Person>), SamplePhotosError> {
     use sd2_models::mtcnn::{Mtcnn, MtcnnConfig};
     use sd2_models::runtime::{Device, SessionConfig};
     let mut mtcnn = Mtcnn::load(
@@ -399,16 +413,15 @@ pub fn sample_photos(
         Device::Cpu,
         SessionConfig::default(),
         MtcnnConfig::default(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut photos = Vec::new();
     let mut people = Vec::new();
     for (file, scene, descriptions) in [
         ("astronaut.png", ASTRONAUT_SCENE, &[ASTRONAUT][..]),
         ("t1.jpg", GROUP_SCENE, &GROUP[..]),
     ] {
-        let image = RgbImage::open(&samples.join(file)).map_err(|e| e.to_string())?;
-        let mut faces = mtcnn.detect(image.view()).map_err(|e| e.to_string())?;
+        let image = RgbImage::open(&samples.join(file))?;
+        let mut faces = mtcnn.detect(image.view())?;
         faces.sort_by(|a, b| (a.bbox[0] + a.bbox[2]).total_cmp(&(b.bbox[0] + b.bbox[2])));
         for (k, face) in faces.into_iter().enumerate() {
             people.push(Person {
@@ -427,10 +440,7 @@ pub fn sample_photos(
         });
     }
     if people.len() < 2 {
-        return Err(format!(
-            "found {} faces in the sample photos; at least two are needed",
-            people.len()
-        ));
+        return Err(SamplePhotosError::TooFewFaces(people.len()));
     }
     Ok((photos, people))
 }

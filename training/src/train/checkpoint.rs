@@ -29,7 +29,8 @@ pub struct RunState {
     pub images: u64,
     pub config: RunConfig,
     /// The manifest the run trains on, which a resumed run must see again (the data order
-    /// is drawn over its rows). Absent in checkpoints written before it was recorded.
+    /// is drawn over its rows). When a state has none, a resumed run takes the manifest it
+    /// is given and records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest: Option<ManifestPrint>,
 }
@@ -85,6 +86,34 @@ impl RunState {
     }
 }
 
+/// A checkpoint that could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    State {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// burn's recorder failed writing `what` (the model or the optimizer).
+    #[error("saving {what}: {reason}")]
+    Save { what: &'static str, reason: String },
+    /// burn's recorder failed reading a file.
+    #[error("{path}: {reason}")]
+    Load { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 pub fn checkpoints_dir(out: &Path) -> PathBuf {
     out.join("checkpoints")
 }
@@ -97,11 +126,11 @@ fn step_dir(out: &Path, step: usize) -> PathBuf {
 pub fn save(
     out: &Path,
     state: &RunState,
-    write_files: impl FnOnce(&Path) -> Result<(), String>,
+    write_files: impl FnOnce(&Path) -> Result<(), CheckpointError>,
     keep: usize,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, CheckpointError> {
     let dir = checkpoints_dir(out);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let final_dir = step_dir(out, state.step);
     let tmp = dir.join(format!(
         ".tmp-step-{:08}-{}",
@@ -109,24 +138,28 @@ pub fn save(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     write_files(&tmp)?;
     // On disk before the folder is renamed into place, so that a power cut leaves no
     // complete-looking checkpoint with truncated weights.
     for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
         // A handle that may write: Windows refuses to flush a read-only one.
-        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(entry.path()) {
-            f.sync_all()
-                .map_err(|e| format!("{}: {e}", entry.path().display()))?;
+        let path = entry.path();
+        if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+            f.sync_all().map_err(io(&path))?;
         }
     }
-    let json = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
-    sd2_models::atomic_write::write_atomic(&tmp.join("state.json"), json.as_bytes())
-        .map_err(|e| e.to_string())?;
+    let state_file = tmp.join("state.json");
+    let json = serde_json::to_string_pretty(state).map_err(|source| CheckpointError::State {
+        path: state_file.clone(),
+        source,
+    })?;
+    sd2_models::atomic_write::write_atomic(&state_file, json.as_bytes())
+        .map_err(io(&state_file))?;
     if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+        std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(|e| format!("{}: {e}", final_dir.display()))?;
+    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
     if let Ok(f) = std::fs::File::open(&dir) {
         let _ = f.sync_all();
     }
@@ -163,11 +196,11 @@ pub fn remove_unfinished(out: &Path) {
 
 /// Renames checkpoint `dir`, which does not load, to `.damaged-step-N` beside it: out of
 /// [`list`], [`latest`] and pruning, kept for a look.
-pub fn set_aside(dir: &Path) -> Result<PathBuf, String> {
+pub fn set_aside(dir: &Path) -> Result<PathBuf, CheckpointError> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
     let to = dir.with_file_name(format!(".damaged-{}", name.unwrap_or_default()));
     let _ = std::fs::remove_dir_all(&to);
-    std::fs::rename(dir, &to).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::rename(dir, &to).map_err(io(dir))?;
     Ok(to)
 }
 
@@ -205,10 +238,10 @@ fn prune(out: &Path, keep: usize) {
 }
 
 /// Reads a checkpoint's `state.json`.
-pub fn read_state(dir: &Path) -> Result<RunState, String> {
-    let p = dir.join("state.json");
-    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+pub fn read_state(dir: &Path) -> Result<RunState, CheckpointError> {
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|source| CheckpointError::State { path, source })
 }
 
 /// The model saved in checkpoint `dir`, built for `model` sizes on `device`. The file holds
@@ -217,10 +250,13 @@ pub fn load_model(
     dir: &Path,
     model: &Sd2Config,
     device: &burn::prelude::Device,
-) -> anyhow::Result<crate::model::Sd2Model> {
+) -> Result<crate::model::Sd2Model, CheckpointError> {
     use burn::module::Module;
     let path = dir.join("model.bpk");
     crate::model::Sd2Model::new(model, device)
         .try_load_file(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", path.display()))
+        .map_err(|e| CheckpointError::Load {
+            reason: format!("{e:?}"),
+            path,
+        })
 }

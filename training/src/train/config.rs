@@ -3,12 +3,34 @@
 
 use std::path::PathBuf;
 
-use sd2_models::crop::CropRecipe;
+use sd2_models::crop::{CropRecipe, RecipeError};
 use serde::{Deserialize, Serialize};
 
 use crate::data::augment::AugmentConfig;
 use crate::loss::LossConfig;
 use crate::model::Sd2Config;
+
+/// A setting a run cannot train with, named by its flag.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("{flag} must be a finite number, at least 0 (got {value})")]
+    NotFinite { flag: &'static str, value: f64 },
+    #[error("--lora-dropout must be at least 0 and below 1 (got {0})")]
+    Dropout(f64),
+    #[error(
+        "the CLIP text tower has {found} token embeddings, fewer than the {} of CLIP's tokenizer{}",
+        crate::tokenizer::VOCAB_SIZE,
+        .checkpoint.as_ref().map(|p| format!(" (checkpoint {})", p.display())).unwrap_or_default()
+    )]
+    Vocabulary {
+        found: usize,
+        checkpoint: Option<PathBuf>,
+    },
+    #[error(transparent)]
+    Crop(#[from] RecipeError),
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
@@ -71,47 +93,39 @@ impl RunConfig {
     }
 
     /// Refuses settings a run cannot train with, before anything is loaded.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (flag, v) in [
             ("--batch", self.micro_batch),
             ("--accumulation", self.accumulation),
             ("--epochs", self.epochs),
             ("--checkpoint-every", self.checkpoint_every),
         ] {
             if v == 0 {
-                return Err(format!("{name} must be at least 1"));
+                return Err(ConfigError::Zero(flag));
             }
         }
-        for (name, v) in [
+        for (flag, value) in [
             ("--lr", self.learning_rate),
             ("--weight-decay", self.weight_decay),
             ("--alpha", self.loss.alpha),
             ("--lora-alpha", self.model.lora.alpha),
         ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(format!(
-                    "{name} must be a finite number, at least 0 (got {v})"
-                ));
+            if !value.is_finite() || value < 0.0 {
+                return Err(ConfigError::NotFinite { flag, value });
             }
         }
         let dropout = self.model.lora.dropout;
         if !(0.0..1.0).contains(&dropout) {
-            return Err(format!(
-                "--lora-dropout must be at least 0 and below 1 (got {dropout})"
-            ));
+            return Err(ConfigError::Dropout(dropout));
         }
-        let vocab = self.model.clip.text.vocab_size;
-        if vocab < crate::tokenizer::VOCAB_SIZE {
-            return Err(format!(
-                "the CLIP text tower has {vocab} token embeddings, fewer than the {} of CLIP's tokenizer{}",
-                crate::tokenizer::VOCAB_SIZE,
-                self.clip_checkpoint
-                    .as_ref()
-                    .map(|p| format!(" (checkpoint {})", p.display()))
-                    .unwrap_or_default()
-            ));
+        let found = self.model.clip.text.vocab_size;
+        if found < crate::tokenizer::VOCAB_SIZE {
+            return Err(ConfigError::Vocabulary {
+                found,
+                checkpoint: self.clip_checkpoint.clone(),
+            });
         }
-        self.crop.validate().map_err(|e| e.to_string())
+        Ok(self.crop.validate()?)
     }
 }
 
@@ -126,17 +140,20 @@ mod tests {
         assert_eq!(base.validate(), Ok(()));
         let mut c = base.clone();
         c.micro_batch = 0;
-        assert_eq!(c.validate().unwrap_err(), "--batch must be at least 1");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "--batch must be at least 1"
+        );
         let mut c = base.clone();
         c.accumulation = 0;
         assert_eq!(
-            c.validate().unwrap_err(),
+            c.validate().unwrap_err().to_string(),
             "--accumulation must be at least 1"
         );
         let mut c = base.clone();
         c.model.clip.text.vocab_size = 1000;
         c.clip_checkpoint = Some("clip_tiny".into());
-        let e = c.validate().unwrap_err();
+        let e = c.validate().unwrap_err().to_string();
         assert!(
             e.contains("1000 token embeddings") && e.contains("clip_tiny"),
             "{e}"
@@ -147,10 +164,16 @@ mod tests {
         assert!(
             c.validate()
                 .unwrap_err()
+                .to_string()
                 .starts_with("--lr must be a finite number")
         );
         let mut c = base.clone();
         c.model.lora.dropout = 1.0;
-        assert!(c.validate().unwrap_err().starts_with("--lora-dropout"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("--lora-dropout")
+        );
     }
 }

@@ -2,8 +2,23 @@
 
 use burn::prelude::*;
 
+/// A device name that names no device this build can train on.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device `{0}` (expected flex or cuda:N)")]
+    Unknown(String),
+    #[error("bad CUDA device index `{0}`")]
+    BadIndex(String),
+    #[error("cuda:{index} asked for, but {visible} CUDA devices are visible")]
+    NotVisible { index: usize, visible: usize },
+    #[error(
+        "this sd2-train was built without CUDA: rebuild with `cargo build --release -p sd2-train --features cuda`"
+    )]
+    NoCuda,
+}
+
 /// `flex` (the CPU) or `cuda:N`, with autodiff.
-pub fn parse(name: &str) -> Result<Device, String> {
+pub fn parse(name: &str) -> Result<Device, DeviceError> {
     let d = match name.trim() {
         "flex" | "cpu" => Device::flex(),
         cuda if cuda.starts_with("cuda") => cuda_device(
@@ -11,35 +26,31 @@ pub fn parse(name: &str) -> Result<Device, String> {
                 .unwrap_or("")
                 .trim_start_matches(':'),
         )?,
-        other => {
-            return Err(format!(
-                "unknown device `{other}` (expected flex or cuda:N)"
-            ));
-        }
+        other => return Err(DeviceError::Unknown(other.to_owned())),
     };
     Ok(d.autodiff())
 }
 
 #[cfg(feature = "cuda")]
-fn cuda_device(index: &str) -> Result<Device, String> {
+fn cuda_device(index: &str) -> Result<Device, DeviceError> {
     let i: usize = if index.is_empty() {
         0
     } else {
         index
             .parse()
-            .map_err(|_| format!("bad CUDA device index `{index}`"))?
+            .map_err(|_| DeviceError::BadIndex(index.to_owned()))?
     };
     let available = Device::enumerate(burn::tensor::DeviceType::Cuda);
     if available.len() <= i {
-        return Err(format!(
-            "cuda:{i} asked for, but {} CUDA devices are visible",
-            available.len()
-        ));
+        return Err(DeviceError::NotVisible {
+            index: i,
+            visible: available.len(),
+        });
     }
     Ok(available[i].clone())
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_device(_: &str) -> Result<Device, String> {
-    Err("this sd2-train was built without CUDA: rebuild with `cargo build --release -p sd2-train --features cuda`".into())
+fn cuda_device(_: &str) -> Result<Device, DeviceError> {
+    Err(DeviceError::NoCuda)
 }

@@ -1,10 +1,11 @@
-//! What a run says while it trains: a line per step on the terminal (loss components,
-//! throughput, ETA) and the same as JSON in `metrics.jsonl`.
+//! What a run says while it trains: a line per step (loss components, throughput, ETA)
+//! for the run's [`Report`](crate::report::Report), and the same as JSON in
+//! `metrics.jsonl`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Write};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -31,12 +32,11 @@ pub struct StepMetrics {
 
 pub struct Progress {
     metrics: File,
+    path: PathBuf,
     start: Instant,
     images_since_start: u64,
     total_steps: usize,
     first_step: usize,
-    terminal: bool,
-    last_print: Option<Instant>,
 }
 
 fn duration(s: f64) -> String {
@@ -72,17 +72,21 @@ impl Progress {
         let metrics = OpenOptions::new().create(true).append(true).open(&path)?;
         Ok(Progress {
             metrics,
+            path,
             start: Instant::now(),
             images_since_start: 0,
             total_steps,
             first_step,
-            terminal: std::io::stderr().is_terminal(),
-            last_print: None,
         })
     }
 
-    /// Records a finished step.
-    pub fn step(&mut self, mut m: StepMetrics) -> std::io::Result<()> {
+    /// `metrics.jsonl`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records a finished step; returns its progress line.
+    pub fn step(&mut self, mut m: StepMetrics) -> std::io::Result<String> {
         self.images_since_start += m.images as u64;
         let elapsed = self.start.elapsed().as_secs_f64();
         m.elapsed_seconds = elapsed;
@@ -96,7 +100,7 @@ impl Progress {
         let eta = elapsed / done.max(1) as f64 * self.total_steps.saturating_sub(m.step) as f64;
         let part =
             |name: &str, v: Option<f64>| v.map(|v| format!(" {name} {v:.4}")).unwrap_or_default();
-        let line = format!(
+        Ok(format!(
             "step {}/{} | epoch {} | loss {:.4} ({}{}{}{} ) | τ {:.2} | {:.1} img/s | ETA {}",
             m.step,
             self.total_steps,
@@ -109,29 +113,6 @@ impl Progress {
             m.tau,
             m.images_per_second,
             duration(eta),
-        );
-        let due = self
-            .last_print
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(if self.terminal { 0 } else { 10 }));
-        if due || m.step == self.total_steps {
-            if self.terminal {
-                eprint!("\r\x1b[2K{line}");
-                if m.step == self.total_steps {
-                    eprintln!();
-                }
-            } else {
-                eprintln!("{line}");
-            }
-            self.last_print = Some(Instant::now());
-        }
-        Ok(())
-    }
-
-    /// A message that must not be overwritten by the progress line.
-    pub fn note(&self, msg: &str) {
-        if self.terminal {
-            eprint!("\r\x1b[2K");
-        }
-        eprintln!("{msg}");
+        ))
     }
 }

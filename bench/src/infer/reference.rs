@@ -1,4 +1,4 @@
-//! The reference server (`training/benches/reference_infer.py`), run by the Python given.
+//! The reference server (`bench/references/reference_infer.py`), run by the Python given.
 
 use std::io::{BufRead, BufReader, Lines, Write};
 use std::path::Path;
@@ -7,8 +7,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 /// The server's source, carried in the binary: a `sd2-bench` copied to another machine
-/// (`scripts/gpu-bench.sh`) finds no checkout at the path it was built in.
-const SCRIPT: &str = include_str!("../../../benches/reference_infer.py");
+/// (`scripts/gpu/pack.sh`) finds no checkout at the path it was built in.
+const SCRIPT: &str = include_str!("../../references/reference_infer.py");
 
 pub struct Reference {
     child: Child,

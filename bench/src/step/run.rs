@@ -1,16 +1,16 @@
-//! `sd2-train bench-step`: images per second of one optimisation step (forward over both
-//! towers, the three losses, backward, AdamW) on random inputs, the computation that
-//! `benches/reference_train_step.py` times in PyTorch.
+//! Images per second of one optimisation step of the trainer (forward over both towers, the
+//! three losses, backward, AdamW) on random inputs, the computation that
+//! `bench/references/reference_train_step.py` times in PyTorch.
 
 use std::time::Instant;
 
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 
-use crate::loss::{
+use sd2_train::loss::{
     LossConfig, classification_loss, label_separation_loss, siglip_loss, total_loss,
 };
-use crate::model::{Sd2Config, Sd2Model};
+use sd2_train::model::{Sd2Config, Sd2Model};
 
 /// Shapes of the benchmark step.
 #[derive(Clone, Copy, Debug)]

@@ -1,4 +1,4 @@
-//! `sd2-bench` on this CPU (tiny preset): what a run on a lent GPU relies on. The run goes
+//! `sd2-bench infer` on this CPU (tiny preset): what a run on a lent GPU relies on. The run goes
 //! on when a reference cannot start, the JSON holds every figure, and `--deadline-s` stops
 //! it from beginning batch sizes it has no time for, leaving the face path measured.
 
@@ -11,6 +11,7 @@ use serde_json::Value;
 fn bench(dir: &Path, args: &[&str]) -> Value {
     let json = dir.join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_sd2-bench"))
+        .arg("infer")
         .args(["--frames", "1", "--rounds", "1", "--iterations", "1"])
         .args(["--batches", "64"])
         .args(["--reference-python", "/nonexistent/python3"])
@@ -40,7 +41,7 @@ fn notes(v: &Value) -> Vec<&str> {
 #[test]
 fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
     let dir = tempfile::tempdir().unwrap();
-    // A later --batches replaces the one given first (64), as scripts/gpu-bench.sh relies on.
+    // A later --batches replaces the one given first (64), as scripts/gpu/run.sh relies on.
     let v = bench(dir.path(), &["--batches", "2,1"]);
     assert_eq!(v["complete"], true);
     for row in ["ours, standard fp32", "ours, fused fp32"] {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::timing::FacePath;
+use super::face_path::FacePath;
 
 #[derive(Default)]
 pub struct Report {

@@ -1,0 +1,152 @@
+//! `sd2-bench step`: images per second of the trainer's optimisation step beside PyTorch
+//! doing the same step (`bench/references/reference_train_step.py`, carried in the binary),
+//! timed in turn for `--rounds` rounds; the medians and their ratio are printed.
+
+mod run;
+
+use anyhow::{Context, Result, bail};
+use sd2_train::clip::ClipConfig;
+use sd2_train::model::Sd2Config;
+
+use crate::infer::median;
+use run::BenchShape;
+
+/// The reference's source, carried in the binary: a `sd2-bench` copied to another machine
+/// finds no checkout at the path it was built in.
+const REFERENCE: &str = include_str!("../../references/reference_train_step.py");
+
+#[derive(clap::Args)]
+pub struct StepArgs {
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 16)]
+    label_tokens: usize,
+    #[arg(long, default_value_t = 40)]
+    description_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Timings of each side, taken in turn; the medians are compared.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Python with PyTorch and transformers for the reference (default: $SD2_REFERENCE_PYTHON).
+    #[arg(long)]
+    reference_python: Option<String>,
+    /// flex, or cuda:N (this build needs the cuda feature for that).
+    #[arg(long, default_value = "flex")]
+    device: String,
+    /// PyTorch's device for the reference: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    reference_device: String,
+}
+
+pub fn run(b: &StepArgs) -> Result<()> {
+    if b.steps == 0 || b.rounds == 0 {
+        bail!("--steps and --rounds must be at least 1");
+    }
+    let clip =
+        ClipConfig::preset(&b.preset).with_context(|| format!("unknown preset {}", b.preset))?;
+    let config = Sd2Config::new(clip.clone());
+    let shape = BenchShape {
+        batch: b.batch,
+        label_tokens: b.label_tokens,
+        description_tokens: b.description_tokens,
+    };
+    let device = sd2_train::train::devices::parse(&b.device)?;
+    let mut python = b
+        .reference_python
+        .clone()
+        .or_else(|| std::env::var("SD2_REFERENCE_PYTHON").ok());
+    let mut not_run = String::from(
+        "give --reference-python or set SD2_REFERENCE_PYTHON (scripts/reference-env.sh prints one)",
+    );
+    eprintln!(
+        "training step, {} preset, batch {}, {} rounds of {} steps after {} warm-up",
+        b.preset, b.batch, b.rounds, b.steps, b.warmup
+    );
+    let (mut ours, mut theirs, mut threads) = (Vec::new(), Vec::new(), None);
+    for round in 0..b.rounds {
+        let v = run::run(&config, shape, b.warmup, b.steps, &device);
+        eprintln!("round {}: ours {v:.1} images/s", round + 1);
+        ours.push(v);
+        if let Some(py) = &python {
+            // A reference that cannot run is reported; ours is still measured.
+            match reference(b, &clip, py) {
+                Ok((v, t)) => {
+                    eprintln!("round {}: PyTorch {v:.1} images/s", round + 1);
+                    theirs.push(v);
+                    threads = Some(t);
+                }
+                Err(e) => {
+                    not_run = format!("{e:#}");
+                    python = None;
+                    theirs.clear();
+                }
+            }
+        }
+    }
+    let ours = median(ours);
+    println!(
+        "training step, {} preset, batch {}; images per second, median of {} rounds of {} steps",
+        b.preset, b.batch, b.rounds, b.steps
+    );
+    println!(
+        "{:<32} {:>10.1}",
+        format!("sd2-train (burn, {})", b.device),
+        ours
+    );
+    if theirs.is_empty() {
+        println!("PyTorch reference not run: {not_run}");
+        return Ok(());
+    }
+    let theirs = median(theirs);
+    let threads = threads.unwrap_or_default();
+    println!(
+        "{:<32} {:>10.1}",
+        format!("PyTorch ({}, {threads} threads)", b.reference_device),
+        theirs
+    );
+    println!("{:<32} {:>10.2}", "ratio (ours / PyTorch)", ours / theirs);
+    Ok(())
+}
+
+/// Images per second of the reference run by `py`, and its threads.
+fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_json::Value)> {
+    let dir = tempfile::Builder::new()
+        .prefix("sd2-bench-step-")
+        .tempdir()?;
+    let cfg = dir.path().join("clip-config.json");
+    std::fs::write(&cfg, serde_json::to_string(clip)?)?;
+    let script = dir.path().join("reference_train_step.py");
+    std::fs::write(&script, REFERENCE)?;
+    let out = std::process::Command::new(py)
+        .arg(&script)
+        .arg(&cfg)
+        .args(
+            [
+                b.batch,
+                b.label_tokens,
+                b.description_tokens,
+                b.warmup,
+                b.steps,
+            ]
+            .map(|v| v.to_string()),
+        )
+        .arg(&b.reference_device)
+        .output()
+        .with_context(|| format!("starting {py}"))?;
+    if !out.status.success() {
+        bail!(
+            "the PyTorch reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let reference = v["images_per_second"]
+        .as_f64()
+        .context("reference output")?;
+    Ok((reference, v["threads"].clone()))
+}
