@@ -195,6 +195,20 @@ fn metrics_show_the_reconnect_of_the_live_channel_only() {
 }
 
 #[test]
+fn metrics_count_what_the_live_channel_published() {
+    let m = &scenario().metrics;
+    let sample = |name: &str| common::parse_metric(m, &format!("{name}{{channel=\"live\"}}"));
+    assert!(sample("sd2_publish_published_total").unwrap() > 25.0, "{m}");
+    assert_eq!(sample("sd2_publish_dropped_total"), Some(0.0));
+    assert!(sample("sd2_publish_backlog").is_some());
+    assert_eq!(
+        common::parse_metric(m, "sd2_publish_backlog{channel=\"file\"}"),
+        None,
+        "a channel that does not publish has no publish metrics"
+    );
+}
+
+#[test]
 fn an_alert_leaves_a_marked_jpeg_and_a_sidecar() {
     let s = scenario();
     let (name, json) = s
