@@ -216,18 +216,19 @@ fn run(args: &Args, n: usize) -> Row {
         .build()
         .into();
     std::thread::sleep(Duration::from_secs_f64(args.warmup));
-    let (m0, u0) = (totals(&agent, port, n), usage(child.id()));
+    let (t0, m0, u0) = (Instant::now(), totals(&agent, port, n), usage(child.id()));
     let mut lags = Vec::new();
     while u0.at.elapsed().as_secs_f64() < args.seconds {
         std::thread::sleep(Duration::from_secs(1));
         lags.push(totals(&agent, port, n).max_lag);
     }
-    let (m1, u1) = (totals(&agent, port, n), usage(child.id()));
+    let (t1, m1, u1) = (Instant::now(), totals(&agent, port, n), usage(child.id()));
     stop(child);
     let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len().max(1) as f64;
     let (first, second) = lags.split_at(lags.len() / 2);
     let lag_growth = mean(second) - mean(first);
-    let span = u1.at.duration_since(u0.at).as_secs_f64();
+    // Frames are counted between the two reads of /metrics, each timed as it was asked.
+    let span = t1.duration_since(t0).as_secs_f64();
     let rates: Vec<f64> = m0
         .frames
         .iter()

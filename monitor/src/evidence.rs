@@ -3,7 +3,7 @@
 //! sidecar beside it (channel, wall-clock time, PTS, track, label, fake type, scores, box).
 //!
 //! One thread writes for every channel, so a streaming thread never encodes a JPEG: it
-//! hands the frame over (a reference, no copy) and goes on. When more than
+//! hands over a copy of the frame and goes on. When more than
 //! [`QUEUE_FRAMES`] frames wait, further evidence is not written and is counted as failed.
 
 use std::collections::BTreeMap;

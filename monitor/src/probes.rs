@@ -187,10 +187,15 @@ fn frame_out(
         stats::add(&s.evidence_failed, alerts.len() as u64);
         return;
     };
+    // A copy, so that the decoder's buffer goes back to its pool at once.
+    let Ok(frame) = buffer.copy_deep() else {
+        stats::add(&s.evidence_failed, alerts.len() as u64);
+        return;
+    };
     sink.evidence.submit(Job {
         channel: sink.channel.clone(),
         source: sink.source.clone(),
-        buffer: buffer.clone(),
+        buffer: frame,
         info,
         time: chrono::Utc::now(),
         pts,
