@@ -170,6 +170,18 @@ fn the_added_channel_has_metrics() {
 }
 
 #[test]
+fn three_channels_share_one_loaded_model() {
+    let m = &scenario().metrics_after_add;
+    let models: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("sd2_model_faces_total{"))
+        .collect();
+    assert_eq!(models.len(), 1, "{models:?}");
+    let faces: f64 = models[0].rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(faces > 0.0, "{m}");
+}
+
+#[test]
 fn a_removed_channel_is_stopped_and_gone_from_state_and_metrics() {
     let s = scenario();
     assert_eq!(s.removed.0, 200, "{}", s.removed.1);
