@@ -31,6 +31,7 @@ packages=(
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-libav gstreamer1.0-tools
+  chromium  # the browser check of sd2-train eval's report (tests/eval_report_browser.rs)
 )
 missing=()
 for p in "${packages[@]}"; do
