@@ -22,6 +22,7 @@ figure { margin: 0; border: 1px solid #ddd; padding: 6px; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 0.9em; margin-top: 4px; }
 .tables { display: flex; flex-wrap: wrap; gap: 0 40px; }
+.tables section { max-width: 560px; }
 ";
 
 /// The page of a report.

@@ -58,12 +58,15 @@ fn detection(r: &EvalReport) -> Table {
     }
 }
 
+/// One figure of a set.
+type Pick = fn(&Figures) -> Option<f64>;
+
 fn per_dataset(r: &EvalReport, method: &str) -> Table {
     let mut header = vec!["Method".to_owned(), "Figure".to_owned()];
     header.extend(r.per_dataset.keys().cloned());
     header.push("mean".into());
     let m = &r.dataset_mean;
-    let rows: [(&str, fn(&Figures) -> Option<f64>, Option<f64>); 4] = [
+    let rows: [(&str, Pick, Option<f64>); 4] = [
         ("AUC", |f| f.auc, m.auc),
         ("ACC", |f| Some(f.accuracy), m.accuracy),
         ("EER", |f| f.eer, m.eer),
