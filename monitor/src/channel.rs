@@ -247,3 +247,26 @@ impl Input {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_s_fields_are_shown_without_its_publish_password() {
+        let fields = ChannelFields {
+            name: Some("a".into()),
+            publish: Some(
+                [
+                    ("username".to_owned(), PropValue::Text("op".into())),
+                    ("password".to_owned(), PropValue::Text("secret".into())),
+                ]
+                .into(),
+            ),
+            ..ChannelFields::default()
+        };
+        let shown = serde_json::to_string(&redacted(&fields)).unwrap();
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("\"username\":\"op\""), "{shown}");
+    }
+}
