@@ -3,6 +3,7 @@
 pub mod clam;
 pub mod clip;
 pub mod data;
+pub mod dropout;
 pub mod eval;
 pub mod export;
 pub mod labels;

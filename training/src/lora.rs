@@ -78,7 +78,7 @@ impl LoraLinear {
         let y = self.base.forward(x.clone());
         match (&self.lora_a, &self.lora_b) {
             (Some(a), Some(b)) => {
-                let x = self.dropout.forward(x);
+                let x = self.dropout(x);
                 let dims = x.dims();
                 let flat: Tensor<2> = x.flatten(0, D - 2);
                 let delta = flat
@@ -90,6 +90,16 @@ impl LoraLinear {
                 y + delta.reshape(out_dims)
             }
             _ => y,
+        }
+    }
+
+    /// `x` through the adapter's dropout while the layer trains (its flag, cleared by
+    /// `freeze`, and an autodiff device), with masks from [`crate::dropout`].
+    fn dropout<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.dropout.training.is_enabled() {
+            crate::dropout::dropout(x, self.dropout.prob)
+        } else {
+            x
         }
     }
 

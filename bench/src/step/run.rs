@@ -69,23 +69,26 @@ pub fn run(
             device.sync().ok();
             timed = Some(Instant::now());
         }
-        let f = model.image_features(pixels.clone());
-        let u = model.text_features(labels.clone());
-        let lc = classification_loss(model.logits(f.clone(), u.clone()), targets.clone());
-        let ls = label_separation_loss(u);
-        let lf = siglip_loss(
-            f.clone(),
-            model.text_features(faces.clone()),
-            model.tau(),
-            model.logit_bias.val(),
-        );
-        let le = siglip_loss(
-            f,
-            model.text_features(scenes.clone()),
-            model.tau(),
-            model.logit_bias.val(),
-        );
-        let total = total_loss(&loss_config, Some(lc), Some(ls), Some(lf), Some(le), device).total;
+        // LoRA's dropout masks keyed by the step, as the trainer keys them by the batch.
+        let total = sd2_train::dropout::with_stream(step as u64, || {
+            let f = model.image_features(pixels.clone());
+            let u = model.text_features(labels.clone());
+            let lc = classification_loss(model.logits(f.clone(), u.clone()), targets.clone());
+            let ls = label_separation_loss(u);
+            let lf = siglip_loss(
+                f.clone(),
+                model.text_features(faces.clone()),
+                model.tau(),
+                model.logit_bias.val(),
+            );
+            let le = siglip_loss(
+                f,
+                model.text_features(scenes.clone()),
+                model.tau(),
+                model.logit_bias.val(),
+            );
+            total_loss(&loss_config, Some(lc), Some(ls), Some(lf), Some(le), device).total
+        });
         let grads = GradientsParams::from_grads(total.backward(), &model);
         model = opt.step(1e-4, model, grads);
     }
