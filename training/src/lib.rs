@@ -6,6 +6,7 @@ pub mod data;
 pub mod dropout;
 pub mod eval;
 pub mod export;
+pub mod kernels;
 pub mod labels;
 pub mod lora;
 pub mod loss;

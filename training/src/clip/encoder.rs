@@ -1,16 +1,10 @@
 //! The pre-LayerNorm transformer both CLIP towers share, named as in Hugging Face's
 //! `modeling_clip.py` (`CLIPAttention`, `CLIPMLP`, `CLIPEncoderLayer`, `CLIPEncoder`).
 
+use crate::kernels::{quick_gelu, softmax_last};
+use crate::lora::{LoraConfig, LoraLinear};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation;
-
-use crate::lora::{LoraConfig, LoraLinear};
-
-/// OpenAI's QuickGELU, `x · σ(1.702 x)`.
-pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clone() * activation::sigmoid(x.mul_scalar(1.702))
-}
 
 /// Multi-head self-attention; LoRA on the query, key, value and output projections.
 #[derive(Module, Debug)]
@@ -50,7 +44,7 @@ impl ClipAttention {
         if let Some(mask) = mask {
             scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
         }
-        let context = activation::softmax(scores, 3).matmul(v); // [b, h, t, dh]
+        let context = softmax_last(scores).matmul(v); // [b, h, t, dh]
         self.out_proj
             .forward(context.swap_dims(1, 2).reshape([b, t, d]))
     }
