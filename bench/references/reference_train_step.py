@@ -4,7 +4,9 @@ attention projections of both towers with CLIP frozen, CLAM and the adapter, the
 losses of Eq. 6, backward and AdamW. Random inputs of the same shapes. Prints JSON:
 {"images_per_second": …}.
 
-    python reference_train_step.py CONFIG_JSON BATCH LABEL_TOKENS DESC_TOKENS WARMUP STEPS [DEVICE]
+    python reference_train_step.py CONFIG_JSON BATCH LABEL_TOKENS DESC_TOKENS WARMUP STEPS [DEVICE [THREADS]]
+
+THREADS: torch.set_num_threads (0 or absent: PyTorch's default, every core).
 """
 
 import json
@@ -77,6 +79,9 @@ def main():
     c = json.loads(open(sys.argv[1]).read())
     batch, lt, dt, warmup, steps = (int(a) for a in sys.argv[2:7])
     device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
+    threads = int(sys.argv[8]) if len(sys.argv) > 8 else 0
+    if threads > 0:
+        torch.set_num_threads(threads)
     v, t = c["vision"], c["text"]
     cfg = CLIPConfig(
         vision_config=dict(hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"], num_hidden_layers=v["num_hidden_layers"],

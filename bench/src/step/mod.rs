@@ -41,6 +41,11 @@ pub struct StepArgs {
     /// PyTorch's device for the reference: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     reference_device: String,
+    /// CPU threads of each side (ours: rayon's pool, which burn's flex backend computes on;
+    /// PyTorch: torch.set_num_threads); every core when unset. One thread each is the
+    /// comparison that other work on the machine disturbs least.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 pub fn run(b: &StepArgs) -> Result<()> {
@@ -55,6 +60,12 @@ pub fn run(b: &StepArgs) -> Result<()> {
         label_tokens: b.label_tokens,
         description_tokens: b.description_tokens,
     };
+    if let Some(n) = b.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("sizing the thread pool for --threads")?;
+    }
     let device = sd2_train::train::devices::parse(&b.device)?;
     let mut python = b
         .reference_python
@@ -115,7 +126,9 @@ pub fn run(b: &StepArgs) -> Result<()> {
 
 /// Images per second of the reference run by `py`, and its threads.
 fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_json::Value)> {
-    let dir = tempfile::Builder::new().prefix("sd2-bench-step-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("sd2-bench-step-")
+        .tempdir()?;
     let cfg = dir.path().join("clip-config.json");
     std::fs::write(&cfg, serde_json::to_string(clip)?)?;
     let script = dir.path().join("reference_train_step.py");
@@ -134,6 +147,7 @@ fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_js
             .map(|v| v.to_string()),
         )
         .arg(&b.reference_device)
+        .arg(b.threads.map_or("0".into(), |n| n.to_string()))
         .output()
         .with_context(|| format!("starting {py}"))?;
     if !out.status.success() {
