@@ -34,7 +34,7 @@ fn a_clean_page_passes_and_its_screenshot_is_saved() {
         <script>document.body.append("script ran")</script></body>"#;
     let (c, dir) = check(&[("index.html", page), ("a.svg", SVG), ("sub dir.svg", SVG)]);
     assert!(c.is_clean(), "{:?}", c.problems());
-    assert_eq!(c.images_loaded, 2);
+    assert_eq!(c.images_loaded.len(), 2);
     assert_eq!(c.title, "Clean page");
     assert_eq!(png_size(&dir.path().join("shot.png")), (1280, 800));
 }
@@ -44,7 +44,7 @@ fn a_missing_image_is_reported() {
     let page = br#"<!doctype html><title>t</title><img src="a.svg"><img src="thumbs/missing.png">"#;
     let (c, _dir) = check(&[("index.html", page), ("a.svg", SVG)]);
     assert!(!c.is_clean());
-    assert_eq!(c.images_loaded, 1);
+    assert_eq!(c.images_loaded.len(), 1);
     assert_eq!(c.broken_images.len(), 1, "{:?}", c.broken_images);
     assert!(
         c.broken_images[0].ends_with("/thumbs/missing.png"),
@@ -58,7 +58,7 @@ fn a_missing_image_is_reported() {
 fn an_image_that_does_not_decode_is_reported() {
     let page = br#"<!doctype html><title>t</title><img src="face.png">"#;
     let (c, _dir) = check(&[("index.html", page), ("face.png", b"not a PNG at all")]);
-    assert_eq!(c.images_loaded, 0);
+    assert_eq!(c.images_loaded.len(), 0);
     assert_eq!(c.broken_images.len(), 1, "{:?}", c.broken_images);
     assert!(c.broken_images[0].ends_with("/face.png"));
 }

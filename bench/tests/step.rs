@@ -7,7 +7,12 @@ use std::process::Command;
 fn the_training_step_is_timed_and_a_missing_reference_is_reported() {
     let out = Command::new(env!("CARGO_BIN_EXE_sd2-bench"))
         .args(["step", "--batch", "4", "--warmup", "1", "--steps", "1"])
-        .args(["--rounds", "2", "--reference-python", "/nonexistent/python3"])
+        .args([
+            "--rounds",
+            "2",
+            "--reference-python",
+            "/nonexistent/python3",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -63,12 +63,6 @@ pub enum StateDictError {
         bytes: u128,
         file_len: u64,
     },
-    #[error("{path}: tensor `{name}` has element type {dtype:?}, expected a floating-point type")]
-    DType {
-        path: PathBuf,
-        name: String,
-        dtype: DType,
-    },
     #[error("{path}: does not match the expected layout: {}", .problems.join("; "))]
     Layout {
         path: PathBuf,
@@ -249,6 +243,8 @@ fn safetensors_dtype_name(dtype: DType) -> &'static str {
 
 impl StateDict {
     /// Reads every floating-point tensor of a PyTorch checkpoint (`torch.save(state_dict)`).
+    /// Tensors of other element types (integer buffers such as a Hugging Face
+    /// `pytorch_model.bin`'s `position_ids`) are left out, as in a safetensors file.
     ///
     /// A tensor whose values would take more bytes than the whole file is refused before
     /// they are read: a state dict stores each tensor's values, and only a view (an
@@ -269,11 +265,7 @@ impl StateDict {
         for (name, t) in reader.into_tensors() {
             let dtype = t.dtype();
             if !is_float(dtype) {
-                return Err(StateDictError::DType {
-                    path: path.to_owned(),
-                    name,
-                    dtype,
-                });
+                continue;
             }
             let shape = t.shape().to_vec();
             let bytes = shape

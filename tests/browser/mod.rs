@@ -74,8 +74,8 @@ impl Default for Options {
 /// What the browser saw on a page.
 #[derive(Clone, Debug, Default)]
 pub struct PageCheck {
-    /// `<img>` elements that loaded and decoded.
-    pub images_loaded: usize,
+    /// `<img>` elements that loaded and decoded, by URL, in the page's order.
+    pub images_loaded: Vec<String>,
     /// Images that failed to load or to decode, by URL.
     pub broken_images: Vec<String>,
     /// Uncaught exceptions and errors logged by scripts.
@@ -211,7 +211,7 @@ fn visit(
     for image in images.as_array().into_iter().flatten() {
         let url = image[0].as_str().unwrap_or_default().to_owned();
         if image[1].as_bool() == Some(true) {
-            check.images_loaded += 1;
+            check.images_loaded.push(url);
         } else if !check.broken_images.contains(&url) {
             check.broken_images.push(url);
         }

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "{}: {} images loaded; screenshot in {}",
                 page.display(),
-                check.images_loaded,
+                check.images_loaded.len(),
                 out.display()
             );
             let problems = check.problems();

@@ -37,8 +37,10 @@ pub fn auc(scores: &[f64], fake: &[bool]) -> Option<f64> {
     Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
 }
 
-/// The ROC points (false-positive rate, true-positive rate) at every distinct threshold.
-fn roc(scores: &[f64], fake: &[bool]) -> Vec<(f64, f64)> {
+/// The ROC curve: (false-positive rate, true-positive rate) from (0, 0), one point per
+/// distinct score taken as the threshold, highest first, to (1, 1). Both classes must be
+/// present.
+pub fn roc_curve(scores: &[f64], fake: &[bool]) -> Vec<(f64, f64)> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let n_pos = fake.iter().filter(|&&f| f).count() as f64;
@@ -67,7 +69,7 @@ pub fn eer(scores: &[f64], fake: &[bool]) -> Option<f64> {
     if n_pos == 0 || n_pos == fake.len() || !finite(scores) {
         return None;
     }
-    let pts = roc(scores, fake);
+    let pts = roc_curve(scores, fake);
     for w in pts.windows(2) {
         let (f0, t0) = w[0];
         let (f1, t1) = w[1];
@@ -104,6 +106,26 @@ pub fn average_precision(scores: &[f64], fake: &[bool]) -> Option<f64> {
         }
     }
     Some(ap)
+}
+
+/// The precision–recall curve: (recall, precision), one point per distinct score taken as
+/// the threshold, highest first. Fakes must be present.
+pub fn precision_recall_curve(scores: &[f64], fake: &[bool]) -> Vec<(f64, f64)> {
+    let n_pos = fake.iter().filter(|&&f| f).count() as f64;
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let (mut tp, mut seen) = (0.0, 0.0);
+    let mut points = Vec::new();
+    for (k, &i) in idx.iter().enumerate() {
+        seen += 1.0;
+        if fake[i] {
+            tp += 1.0;
+        }
+        if k + 1 == idx.len() || scores[idx[k + 1]] != scores[i] {
+            points.push((tp / n_pos, tp / seen));
+        }
+    }
+    points
 }
 
 fn finite(scores: &[f64]) -> bool {
@@ -145,6 +167,10 @@ mod tests {
             accuracy(&[true, false, true], &[true, true, true]),
             2.0 / 3.0
         );
+        let roc = [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)];
+        assert_eq!(roc_curve(&s, &f), roc);
+        let pr = [(0.5, 1.0), (0.5, 0.5), (1.0, 2.0 / 3.0), (1.0, 0.5)];
+        assert_eq!(precision_recall_curve(&s, &f), pr);
     }
 
     #[test]

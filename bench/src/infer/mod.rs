@@ -180,7 +180,15 @@ fn export_variants(target: &Target, dir: &Path) -> Result<Vec<(String, PathBuf)>
             target.preset,
             name.replace(' ', "-")
         ));
-        export(&model, &state, &labels, &tok, Variant { precision, fused }, &info).write(&path)?;
+        export(
+            &model,
+            &state,
+            &labels,
+            &tok,
+            Variant { precision, fused },
+            &info,
+        )
+        .write(&path)?;
         files.push((name, path));
     }
     Ok(files)
@@ -249,7 +257,12 @@ fn status_notes(
 
 /// The face path with our best variant: one stream with MTCNN's default sessions, one with
 /// them held the other way, and `--streams` streams at once.
-fn time_face_paths(args: &InferArgs, target: &Target, best: &Ours, report: &mut Report) -> Result<()> {
+fn time_face_paths(
+    args: &InferArgs,
+    target: &Target,
+    best: &Ours,
+    report: &mut Report,
+) -> Result<()> {
     eprintln!("timing the face path on 1080p frames ({})", best.name);
     let setup = |shape_sessions| FacePathSetup {
         model: &best.path,
@@ -279,15 +292,20 @@ fn time_face_paths(args: &InferArgs, target: &Target, best: &Ours, report: &mut 
 }
 
 /// The reference server, when a Python is given and starts; why not in the notes.
-fn start_reference(args: &InferArgs, target: &Target, dir: &Path, report: &mut Report) -> Result<Option<Reference>> {
+fn start_reference(
+    args: &InferArgs,
+    target: &Target,
+    dir: &Path,
+    report: &mut Report,
+) -> Result<Option<Reference>> {
     let python = args
         .reference_python
         .clone()
         .or_else(|| std::env::var("SD2_REFERENCE_PYTHON").ok());
     let Some(py) = python else {
-        report.notes.push(
-            "references not run: give --reference-python or set SD2_REFERENCE_PYTHON".into(),
-        );
+        report
+            .notes
+            .push("references not run: give --reference-python or set SD2_REFERENCE_PYTHON".into());
         return Ok(None);
     };
     let cfg = dir.join("clip-config.json");
@@ -302,7 +320,12 @@ fn start_reference(args: &InferArgs, target: &Target, dir: &Path, report: &mut R
 }
 
 /// Every timed path: (row name, the reference's command or `None` for ours).
-fn timed_paths(ours: &[Ours], files: &[(String, PathBuf)], references: bool, cuda: bool) -> Vec<(String, Option<String>)> {
+fn timed_paths(
+    ours: &[Ours],
+    files: &[(String, PathBuf)],
+    references: bool,
+    cuda: bool,
+) -> Vec<(String, Option<String>)> {
     let mut paths: Vec<(String, Option<String>)> = ours
         .iter()
         .map(|o| (format!("ours, {}", o.name), None))
@@ -364,6 +387,11 @@ impl Timings<'_> {
         }
     }
 
+    /// What the run found about its paths.
+    fn status(&self) -> Vec<String> {
+        status_notes(self.ours, &self.models, &self.paths, &self.failed)
+    }
+
     /// Each path's medians so far, and what the run found about its paths.
     fn update(&self, report: &mut Report) {
         report.rows = self
@@ -375,13 +403,18 @@ impl Timings<'_> {
                 (name.clone(), medians)
             })
             .collect();
-        report.status = status_notes(self.ours, &self.models, &self.paths, &self.failed);
+        report.status = self.status();
     }
 }
 
 /// Times each batch size in the order given, stopping at `--deadline-s`; the JSON is
 /// rewritten after each one.
-fn time_batches(args: &InferArgs, started: Instant, t: &mut Timings<'_>, report: &mut Report) -> Result<()> {
+fn time_batches(
+    args: &InferArgs,
+    started: Instant,
+    t: &mut Timings<'_>,
+    report: &mut Report,
+) -> Result<()> {
     let mut timed = 0;
     for &b in &args.batches {
         let at = started.elapsed().as_secs_f64();
@@ -463,7 +496,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         failed: vec![None; n],
     };
     time_batches(&args, started, &mut timings, &mut report)?;
-    timings.update(&mut report);
+    report.status = timings.status();
     drop(timings);
     report.print();
     if let Some(p) = &args.json {

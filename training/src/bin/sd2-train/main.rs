@@ -5,7 +5,7 @@
 //!     sd2-train make-demo-set --out data/demo
 //!     sd2-train fit --manifest data/demo/manifest.jsonl --out runs/demo --preset tiny
 //!     sd2-train fit --out runs/demo --resume
-//!     sd2-train eval --checkpoint runs/demo/checkpoints/step-00000300 --manifest data/demo/manifest.jsonl
+//!     sd2-train eval --checkpoint runs/demo/checkpoints/step-00000300 --manifest data/demo/manifest.jsonl --report eval/
 //!     sd2-train export --checkpoint runs/demo --out demo.onnx
 
 mod demo_set;
@@ -37,7 +37,8 @@ enum Command {
     MakeDemoSet(demo_set::DemoSet),
     /// Train SD² on a manifest.
     Fit(Box<fit::Fit>),
-    /// Evaluate a checkpoint on a manifest split: AUC, ACC, EER, AP, frame- and video-level.
+    /// Evaluate a checkpoint on a manifest split: AUC, ACC, EER, AP, frame- and video-level,
+    /// under the paper's decision rule or a threshold; --report DIR draws plots and tables.
     Eval(eval::Eval),
     /// Turn DeepfakeBench dataset JSON files (FaceForensics++, Celeb-DF, DFDC, DF40, ...)
     /// into a manifest, typing each label by the shipped table.
