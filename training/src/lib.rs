@@ -12,6 +12,7 @@ pub mod lora;
 pub mod loss;
 pub mod metrics;
 pub mod model;
+pub mod precision;
 pub mod report;
 pub mod tokenizer;
 pub mod train;

@@ -9,6 +9,7 @@ use crate::loss::{
     LossConfig, Losses, classification_loss, label_separation_loss, siglip_loss, total_loss,
 };
 use crate::model::Sd2Model;
+use crate::precision::{self, Precision};
 use crate::tokenizer::{CONTEXT_LENGTH, ClipTokenizer, EOT};
 
 /// Token ids of `texts` as `[texts, t]`, cut after the longest sequence's end token
@@ -53,9 +54,17 @@ pub struct StepOutput {
     pub losses: Losses,
 }
 
+/// How a forward pass runs: the seed of its dropout masks ([`crate::dropout`]) and the
+/// precision of its matrix products ([`crate::precision`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Forward {
+    pub dropout_seed: u64,
+    pub precision: Precision,
+}
+
 /// Forward and backward over `samples` with the label set `labels` (one per type). The
 /// loss is multiplied by `weight` before the backward pass (a share of an accumulated or
-/// sharded step). LoRA's dropout masks are keyed by `dropout_seed` ([`crate::dropout`]).
+/// sharded step).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_backward(
     model: &Sd2Model,
@@ -65,11 +74,13 @@ pub fn forward_backward(
     config: &LossConfig,
     side: usize,
     weight: f64,
-    dropout_seed: u64,
+    forward: Forward,
 ) -> StepOutput {
     let device = model.logit_scale.val().device();
-    let losses = crate::dropout::with_stream(dropout_seed, || {
-        losses(model, samples, labels, tok, config, side, &device)
+    let losses = crate::dropout::with_stream(forward.dropout_seed, || {
+        precision::with(forward.precision, || {
+            losses(model, samples, labels, tok, config, side, &device)
+        })
     });
     let grads = losses.total.clone().mul_scalar(weight).backward();
     StepOutput {
