@@ -5,9 +5,9 @@
 #   scripts/setup.sh          Debian packages, ONNX Runtime (CPU), MTCNN weights and their
 #                             ONNX conversion, CLIP vocabulary, sample faces
 #   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build and the LLVM SDK
-#                             that burn's CUDA backend builds against (sd2-train and
-#                             sd2-bench with --features cuda; .cargo/config.toml points
-#                             cargo at it)
+#   scripts/setup.sh --llvm   the same, plus only the LLVM SDK: what burn's CUDA backend
+#                             builds against (sd2-train and sd2-bench with --features cuda;
+#                             .cargo/config.toml points cargo at it; no GPU needed to build)
 #
 # Everything downloaded is pinned by version and sha256 and kept under .cache/sd2
 # (or $SD2_CACHE_DIR).
@@ -19,10 +19,12 @@ exec 1>&2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SD2_CACHE_DIR:-$root/.cache/sd2}
 gpu=0
+llvm=0
 for arg in "$@"; do
   case $arg in
-    --gpu) gpu=1 ;;
-    *) echo "setup.sh: unknown option $arg (expected --gpu)" >&2; exit 2 ;;
+    --gpu) gpu=1 llvm=1 ;;
+    --llvm) llvm=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --gpu or --llvm)" >&2; exit 2 ;;
   esac
 done
 
@@ -74,7 +76,8 @@ llvm_wheels=(
   "mlc_llvm_static-23.1.1.post0-py3-none-manylinux_2_28_x86_64.whl|$pypi/f2/5b/d56874d8db6254df64387be5569beb298180d0cf1571552124bcd4bb1f7d|dcfec888abfaa418be77d41af585805f31463584cf9c90582992c00f392c1ac5"
   "mlc_llvm_static_extra_targets-23.1.1.post0-py3-none-manylinux_2_28_x86_64.whl|$pypi/ee/a9/9bba32af266ac0451f4c6170078e4000f5456ce257920c77fe6a7bd13435|c36e834d9a4e9cf9759f27fece65711ece7a2fc2b5a96dbb15d66f5e9e787929"
 )
-((gpu)) && wheels+=("$gpu_wheel" "${llvm_wheels[@]}")
+((gpu)) && wheels+=("$gpu_wheel")
+((llvm)) && wheels+=("${llvm_wheels[@]}")
 
 mkdir -p "$cache/wheels"
 fetch() { # name url sha256 -> $cache/wheels/name, verified
@@ -123,9 +126,14 @@ install_llvm_sdk() {
   touch "$dir/.tracel-llvm-installed"
   # .cargo/config.toml names the checkout's cache; a cache moved by SD2_CACHE_DIR is
   # reached through a link there.
+  local link=$root/.cache/sd2/llvm
   if [ "$cache" != "$root/.cache/sd2" ]; then
-    mkdir -p "$root/.cache/sd2"
-    ln -sfn "$data" "$root/.cache/sd2/llvm"
+    if [ -d "$link" ] && [ ! -L "$link" ]; then
+      say "$link is an SDK of its own; cargo builds against that one"
+    else
+      mkdir -p "$root/.cache/sd2"
+      ln -sfn "$data" "$link"
+    fi
   fi
 }
 for w in "${wheels[@]}"; do
@@ -142,7 +150,7 @@ if ((gpu)); then
     extract "$g" "onnxruntime/capi/$lib" "$cache/onnxruntime-gpu/$lib"
   done
 fi
-if ((gpu)); then
+if ((llvm)); then
   install_llvm_sdk
 fi
 fn=facenet_pytorch-2.6.0-py3-none-any.whl
