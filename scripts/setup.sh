@@ -4,7 +4,10 @@
 #
 #   scripts/setup.sh          Debian packages, ONNX Runtime (CPU), MTCNN weights and their
 #                             ONNX conversion, CLIP vocabulary, sample faces
-#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build
+#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build and the LLVM SDK
+#   scripts/setup.sh --llvm   the same, plus only the LLVM SDK: what burn's CUDA backend
+#                             builds against (sd2-train and sd2-bench with --features cuda;
+#                             .cargo/config.toml points cargo at it; no GPU needed to build)
 #
 # Everything downloaded is pinned by version and sha256 and kept under .cache/sd2
 # (or $SD2_CACHE_DIR).
@@ -16,10 +19,12 @@ exec 1>&2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SD2_CACHE_DIR:-$root/.cache/sd2}
 gpu=0
+llvm=0
 for arg in "$@"; do
   case $arg in
-    --gpu) gpu=1 ;;
-    *) echo "setup.sh: unknown option $arg (expected --gpu)" >&2; exit 2 ;;
+    --gpu) gpu=1 llvm=1 ;;
+    --llvm) llvm=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --gpu or --llvm)" >&2; exit 2 ;;
   esac
 done
 
@@ -66,7 +71,14 @@ wheels=(
   "insightface-2.1-py3-none-any.whl|$pypi/66/d4/7c030e73d3064e63fc7927fc9c0cb5b8c52e12a52442317e9d0ad3d7bb37|dcd58ee79d99d689572477315f3149353afd65a36dc575f597cbb217a7bde399"
 )
 gpu_wheel="onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl|$pypi/92/1b/23ae6bfa165cf01f2566aeab3076135d0db8edf5b543c1556fd6b1d93c7f|e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6"
+# LLVM 23.1.1 core, static, with the NVPTX target (no MLIR): what cubecl-llvm links. The
+# base wheel holds X86 with the headers and llvm-config; the second adds the other targets.
+llvm_wheels=(
+  "mlc_llvm_static-23.1.1.post0-py3-none-manylinux_2_28_x86_64.whl|$pypi/f2/5b/d56874d8db6254df64387be5569beb298180d0cf1571552124bcd4bb1f7d|dcfec888abfaa418be77d41af585805f31463584cf9c90582992c00f392c1ac5"
+  "mlc_llvm_static_extra_targets-23.1.1.post0-py3-none-manylinux_2_28_x86_64.whl|$pypi/ee/a9/9bba32af266ac0451f4c6170078e4000f5456ce257920c77fe6a7bd13435|c36e834d9a4e9cf9759f27fece65711ece7a2fc2b5a96dbb15d66f5e9e787929"
+)
 ((gpu)) && wheels+=("$gpu_wheel")
+((llvm)) && wheels+=("${llvm_wheels[@]}")
 
 mkdir -p "$cache/wheels"
 fetch() { # name url sha256 -> $cache/wheels/name, verified
@@ -88,6 +100,43 @@ extract() { # wheel member destination
   unzip -p "$wheel" "$member" > "$dest.part"
   mv "$dest.part" "$dest"
 }
+# The LLVM SDK where tracel-llvm-bundler (a build dependency of burn's CUDA backend) looks
+# for its own: <data dir>/tracel/tracel-llvm-23.1.0-4 with the file .tracel-llvm-installed,
+# in which case its build script downloads nothing and only runs bin/llvm-config. The data
+# dir is $cache/llvm, which .cargo/config.toml gives cargo's build scripts as XDG_DATA_HOME.
+install_llvm_sdk() {
+  local data=$cache/llvm dir=$cache/llvm/tracel/tracel-llvm-23.1.0-4 stamp w name
+  stamp=$(for w in "${llvm_wheels[@]}"; do echo "${w##*|}"; done)
+  if [ -f "$dir/.tracel-llvm-installed" ] && [ "$(cat "$dir/.sd2-wheels" 2>/dev/null)" = "$stamp" ]; then
+    return
+  fi
+  say "unpacking the LLVM SDK into $dir"
+  rm -rf "$dir" "$dir.part"
+  mkdir -p "$dir.part"
+  for w in "${llvm_wheels[@]}"; do
+    IFS='|' read -r name _ _ <<<"$w"
+    unzip -q -o "$cache/wheels/$name" 'mlc_llvm_static/static/*' -d "$dir.part"
+  done
+  mv "$dir.part/mlc_llvm_static/static" "$dir"
+  rm -rf "$dir.part"
+  # Zip archives do not keep the exec bit.
+  chmod +x "$dir/bin/llvm-config"
+  "$dir/bin/llvm-config" --link-static --targets-built | grep -qw NVPTX ||
+    { say "$dir: llvm-config lists no NVPTX target"; exit 1; }
+  echo "$stamp" >"$dir/.sd2-wheels"
+  touch "$dir/.tracel-llvm-installed"
+  # .cargo/config.toml names the checkout's cache; a cache moved by SD2_CACHE_DIR is
+  # reached through a link there.
+  local link=$root/.cache/sd2/llvm
+  if [ "$cache" != "$root/.cache/sd2" ]; then
+    if [ -d "$link" ] && [ ! -L "$link" ]; then
+      say "$link is an SDK of its own; cargo builds against that one"
+    else
+      mkdir -p "$root/.cache/sd2"
+      ln -sfn "$data" "$link"
+    fi
+  fi
+}
 for w in "${wheels[@]}"; do
   IFS='|' read -r name url sha <<<"$w"
   fetch "$name" "$url" "$sha"
@@ -101,6 +150,9 @@ if ((gpu)); then
   for lib in libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so; do
     extract "$g" "onnxruntime/capi/$lib" "$cache/onnxruntime-gpu/$lib"
   done
+fi
+if ((llvm)); then
+  install_llvm_sdk
 fi
 fn=facenet_pytorch-2.6.0-py3-none-any.whl
 for net in pnet rnet onet; do

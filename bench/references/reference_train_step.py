@@ -4,8 +4,13 @@ attention projections of both towers with CLIP frozen, CLAM and the adapter, the
 losses of Eq. 6, backward and AdamW. Random inputs of the same shapes. Prints JSON:
 {"images_per_second": …}.
 
-    python reference_train_step.py CONFIG_JSON BATCH LABEL_TOKENS DESC_TOKENS WARMUP STEPS [DEVICE]
+    python reference_train_step.py CONFIG_JSON BATCH LABEL_TOKENS DESC_TOKENS WARMUP STEPS [DEVICE [THREADS [PRECISION]]]
+
+THREADS: torch.set_num_threads (0 or absent: PyTorch's default, every core). PRECISION: fp32
+(default) or bf16, the forward pass and the losses under torch.autocast in bfloat16 (the
+weights, and so the optimizer, stay fp32). On CUDA the output also has the peak memory.
 """
+import contextlib
 
 import json
 import math
@@ -77,6 +82,12 @@ def main():
     c = json.loads(open(sys.argv[1]).read())
     batch, lt, dt, warmup, steps = (int(a) for a in sys.argv[2:7])
     device = sys.argv[7] if len(sys.argv) > 7 else "cpu"
+    threads = int(sys.argv[8]) if len(sys.argv) > 8 else 0
+    if threads > 0:
+        torch.set_num_threads(threads)
+    precision = sys.argv[9] if len(sys.argv) > 9 else "fp32"
+    autocast = lambda: (torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+                        if precision == "bf16" else contextlib.nullcontext())
     v, t = c["vision"], c["text"]
     cfg = CLIPConfig(
         vision_config=dict(hidden_size=v["hidden_size"], intermediate_size=v["intermediate_size"], num_hidden_layers=v["num_hidden_layers"],
@@ -97,22 +108,27 @@ def main():
             if device != "cpu":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        f = model.image(pixels)
-        u = model.text(labels)
-        tau = model.logit_scale.exp().clamp(max=100)
-        lc = F.cross_entropy(tau * F.normalize(f) @ F.normalize(u).T, targets)
-        un = F.normalize(u)
-        ls = ((un @ un.T - torch.eye(5, device=device)) ** 2).sum()
-        lf = siglip(f, model.text(faces), tau, model.logit_bias)
-        le = siglip(f, model.text(scenes), tau, model.logit_bias)
-        loss = 2.0 * lc + ls + lf + le
+        with autocast():
+            f = model.image(pixels)
+            u = model.text(labels)
+            tau = model.logit_scale.exp().clamp(max=100)
+            lc = F.cross_entropy(tau * F.normalize(f) @ F.normalize(u).T, targets)
+            un = F.normalize(u)
+            ls = ((un @ un.T - torch.eye(5, device=device)) ** 2).sum()
+            lf = siglip(f, model.text(faces), tau, model.logit_bias)
+            le = siglip(f, model.text(scenes), tau, model.logit_bias)
+            loss = 2.0 * lc + ls + lf + le
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     if device != "cpu":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    print(json.dumps({"images_per_second": batch * steps / elapsed, "threads": torch.get_num_threads(), "device": device}))
+    out = {"images_per_second": batch * steps / elapsed, "threads": torch.get_num_threads(), "device": device, "precision": precision}
+    if device != "cpu":
+        out["peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        out["peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::precision;
+
 /// LoRA hyper-parameters (paper §5.1: r = 8, α = 32, dropout 0.1).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {
@@ -75,21 +77,29 @@ impl LoraLinear {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let y = self.base.forward(x.clone());
+        let y = precision::linear(&self.base, x.clone());
         match (&self.lora_a, &self.lora_b) {
             (Some(a), Some(b)) => {
-                let x = self.dropout.forward(x);
+                let x = self.dropout(x);
                 let dims = x.dims();
                 let flat: Tensor<2> = x.flatten(0, D - 2);
-                let delta = flat
-                    .matmul(a.val())
-                    .matmul(b.val())
+                let delta = precision::matmul(precision::matmul(flat, a.val()), b.val())
                     .mul_scalar(self.scaling);
                 let mut out_dims = dims;
                 out_dims[D - 1] = delta.dims()[1];
                 y + delta.reshape(out_dims)
             }
             _ => y,
+        }
+    }
+
+    /// `x` through the adapter's dropout while the layer trains (its flag, cleared by
+    /// `freeze`, and an autodiff device), with masks from [`crate::dropout`].
+    fn dropout<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if self.dropout.training.is_enabled() {
+            crate::dropout::dropout(x, self.dropout.prob)
+        } else {
+            x
         }
     }
 

@@ -7,6 +7,7 @@ mod run;
 use anyhow::{Context, Result, bail};
 use sd2_train::clip::ClipConfig;
 use sd2_train::model::Sd2Config;
+use sd2_train::precision::Precision;
 
 use crate::infer::median;
 use run::BenchShape;
@@ -41,6 +42,24 @@ pub struct StepArgs {
     /// PyTorch's device for the reference: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     reference_device: String,
+    /// CPU threads of each side (ours: rayon's pool, which burn's flex backend computes on;
+    /// PyTorch: torch.set_num_threads); every core when unset. One thread each is the
+    /// comparison that other work on the machine disturbs least.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The matrix products of both sides in f32, or in bf16 with the rest in f32 (ours:
+    /// `fit --precision bf16`; PyTorch: torch.autocast).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
+}
+
+/// One side's medians over the rounds.
+struct Side {
+    images_per_second: f64,
+    /// The most device memory held at once: ours, the memory pool after the steps (which
+    /// keeps what they reserved); PyTorch's, `torch.cuda.max_memory_reserved()`. None on
+    /// the CPU.
+    peak_bytes: Option<u64>,
 }
 
 pub fn run(b: &StepArgs) -> Result<()> {
@@ -55,7 +74,14 @@ pub fn run(b: &StepArgs) -> Result<()> {
         label_tokens: b.label_tokens,
         description_tokens: b.description_tokens,
     };
+    if let Some(n) = b.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("sizing the thread pool for --threads")?;
+    }
     let device = sd2_train::train::devices::parse(&b.device)?;
+    sd2_train::train::devices::check_precision(&b.device, &device, b.precision)?;
     let mut python = b
         .reference_python
         .clone()
@@ -64,20 +90,33 @@ pub fn run(b: &StepArgs) -> Result<()> {
         "give --reference-python or set SD2_REFERENCE_PYTHON (scripts/reference-env.sh prints one)",
     );
     eprintln!(
-        "training step, {} preset, batch {}, {} rounds of {} steps after {} warm-up",
-        b.preset, b.batch, b.rounds, b.steps, b.warmup
+        "training step, {} preset, batch {}, {}, {} rounds of {} steps after {} warm-up",
+        b.preset,
+        b.batch,
+        precision_name(b.precision),
+        b.rounds,
+        b.steps,
+        b.warmup
     );
     let (mut ours, mut theirs, mut threads) = (Vec::new(), Vec::new(), None);
     for round in 0..b.rounds {
-        let v = run::run(&config, shape, b.warmup, b.steps, &device);
-        eprintln!("round {}: ours {v:.1} images/s", round + 1);
-        ours.push(v);
+        let t = run::run(&config, shape, b.warmup, b.steps, &device, b.precision);
+        eprintln!(
+            "round {}: ours {:.1} images/s",
+            round + 1,
+            t.images_per_second
+        );
+        ours.push(t);
         if let Some(py) = &python {
             // A reference that cannot run is reported; ours is still measured.
             match reference(b, &clip, py) {
-                Ok((v, t)) => {
-                    eprintln!("round {}: PyTorch {v:.1} images/s", round + 1);
-                    theirs.push(v);
+                Ok((side, t)) => {
+                    eprintln!(
+                        "round {}: PyTorch {:.1} images/s",
+                        round + 1,
+                        side.images_per_second
+                    );
+                    theirs.push(side);
                     threads = Some(t);
                 }
                 Err(e) => {
@@ -88,33 +127,62 @@ pub fn run(b: &StepArgs) -> Result<()> {
             }
         }
     }
-    let ours = median(ours);
+    let ours = Side {
+        images_per_second: median(ours.iter().map(|t| t.images_per_second).collect()),
+        peak_bytes: ours.iter().filter_map(|t| t.peak_reserved).max(),
+    };
     println!(
-        "training step, {} preset, batch {}; images per second, median of {} rounds of {} steps",
-        b.preset, b.batch, b.rounds, b.steps
+        "training step, {} preset, batch {}, {}; images per second, median of {} rounds of {} steps",
+        b.preset,
+        b.batch,
+        precision_name(b.precision),
+        b.rounds,
+        b.steps
     );
-    println!(
-        "{:<32} {:>10.1}",
-        format!("sd2-train (burn, {})", b.device),
-        ours
-    );
+    print_row(&format!("sd2-train (burn, {})", b.device), &ours);
     if theirs.is_empty() {
         println!("PyTorch reference not run: {not_run}");
         return Ok(());
     }
-    let theirs = median(theirs);
+    let theirs = Side {
+        images_per_second: median(theirs.iter().map(|s| s.images_per_second).collect()),
+        peak_bytes: theirs.iter().filter_map(|s| s.peak_bytes).max(),
+    };
     let threads = threads.unwrap_or_default();
+    let label = match b.reference_device.as_str() {
+        "cpu" => format!("PyTorch (cpu, {threads} threads)"),
+        other => format!("PyTorch eager ({other})"),
+    };
+    print_row(&label, &theirs);
     println!(
-        "{:<32} {:>10.1}",
-        format!("PyTorch ({}, {threads} threads)", b.reference_device),
-        theirs
+        "{:<32} {:>10.2}",
+        "ratio (ours / PyTorch)",
+        ours.images_per_second / theirs.images_per_second
     );
-    println!("{:<32} {:>10.2}", "ratio (ours / PyTorch)", ours / theirs);
     Ok(())
 }
 
-/// Images per second of the reference run by `py`, and its threads.
-fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_json::Value)> {
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::F32 => "fp32",
+        Precision::Bf16 => "bf16 mixed precision",
+    }
+}
+
+/// A side's row: images per second, and its peak device memory where it has one.
+fn print_row(label: &str, side: &Side) {
+    match side.peak_bytes {
+        Some(bytes) => println!(
+            "{label:<32} {:>10.1}   peak device memory {:.1} GiB",
+            side.images_per_second,
+            bytes as f64 / (1u64 << 30) as f64
+        ),
+        None => println!("{label:<32} {:>10.1}", side.images_per_second),
+    }
+}
+
+/// Images per second and peak memory of the reference run by `py`, and its threads.
+fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(Side, serde_json::Value)> {
     let dir = tempfile::Builder::new()
         .prefix("sd2-bench-step-")
         .tempdir()?;
@@ -136,6 +204,11 @@ fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_js
             .map(|v| v.to_string()),
         )
         .arg(&b.reference_device)
+        .arg(b.threads.map_or("0".into(), |n| n.to_string()))
+        .arg(match b.precision {
+            Precision::F32 => "fp32",
+            Precision::Bf16 => "bf16",
+        })
         .output()
         .with_context(|| format!("starting {py}"))?;
     if !out.status.success() {
@@ -145,8 +218,11 @@ fn reference(b: &StepArgs, clip: &ClipConfig, py: &str) -> Result<(f64, serde_js
         );
     }
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let reference = v["images_per_second"]
-        .as_f64()
-        .context("reference output")?;
-    Ok((reference, v["threads"].clone()))
+    let side = Side {
+        images_per_second: v["images_per_second"]
+            .as_f64()
+            .context("reference output")?,
+        peak_bytes: v["peak_reserved_bytes"].as_u64(),
+    };
+    Ok((side, v["threads"].clone()))
 }

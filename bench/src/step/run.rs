@@ -11,6 +11,7 @@ use sd2_train::loss::{
     LossConfig, classification_loss, label_separation_loss, siglip_loss, total_loss,
 };
 use sd2_train::model::{Sd2Config, Sd2Model};
+use sd2_train::precision::{self, Precision};
 
 /// Shapes of the benchmark step.
 #[derive(Clone, Copy, Debug)]
@@ -36,14 +37,24 @@ fn ids(n: usize, t: usize, vocab: usize, seed: u64, device: &Device) -> Tensor<2
     Tensor::from_data(TensorData::new(data, [n, t]), device)
 }
 
-/// Times `steps` optimisation steps after `warmup` ones; returns images per second.
+/// What one timing gave.
+pub struct Timing {
+    pub images_per_second: f64,
+    /// The memory pool the device held after the steps, which keeps what they reserved
+    /// (None where the backend keeps no pool: the CPU).
+    pub peak_reserved: Option<u64>,
+}
+
+/// Times `steps` optimisation steps after `warmup` ones, their matrix products in
+/// `precision`.
 pub fn run(
     config: &Sd2Config,
     shape: BenchShape,
     warmup: usize,
     steps: usize,
     device: &Device,
-) -> f64 {
+    precision: Precision,
+) -> Timing {
     device.seed(0);
     let mut model = Sd2Model::new(config, device).freeze_clip();
     let mut opt = AdamWConfig::new().with_weight_decay(0.01).init();
@@ -69,27 +80,36 @@ pub fn run(
             device.sync().ok();
             timed = Some(Instant::now());
         }
-        let f = model.image_features(pixels.clone());
-        let u = model.text_features(labels.clone());
-        let lc = classification_loss(model.logits(f.clone(), u.clone()), targets.clone());
-        let ls = label_separation_loss(u);
-        let lf = siglip_loss(
-            f.clone(),
-            model.text_features(faces.clone()),
-            model.tau(),
-            model.logit_bias.val(),
-        );
-        let le = siglip_loss(
-            f,
-            model.text_features(scenes.clone()),
-            model.tau(),
-            model.logit_bias.val(),
-        );
-        let total = total_loss(&loss_config, Some(lc), Some(ls), Some(lf), Some(le), device).total;
+        // LoRA's dropout masks keyed by the step, as the trainer keys them by the batch.
+        let total = sd2_train::dropout::with_stream(step as u64, || {
+            precision::with(precision, || {
+                let f = model.image_features(pixels.clone());
+                let u = model.text_features(labels.clone());
+                let lc = classification_loss(model.logits(f.clone(), u.clone()), targets.clone());
+                let ls = label_separation_loss(u);
+                let lf = siglip_loss(
+                    f.clone(),
+                    model.text_features(faces.clone()),
+                    model.tau(),
+                    model.logit_bias.val(),
+                );
+                let le = siglip_loss(
+                    f,
+                    model.text_features(scenes.clone()),
+                    model.tau(),
+                    model.logit_bias.val(),
+                );
+                total_loss(&loss_config, Some(lc), Some(ls), Some(lf), Some(le), device).total
+            })
+        });
         let grads = GradientsParams::from_grads(total.backward(), &model);
         model = opt.step(1e-4, model, grads);
     }
     let _ = model.tau().into_scalar::<f32>();
     let elapsed = timed.expect("steps > 0").elapsed().as_secs_f64();
-    (b * steps) as f64 / elapsed
+    Timing {
+        images_per_second: (b * steps) as f64 / elapsed,
+        // Read after the timing, not to disturb it; the pool keeps what the steps reserved.
+        peak_reserved: device.memory_pool_usage().map(|u| u.bytes_reserved),
+    }
 }

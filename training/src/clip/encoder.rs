@@ -1,16 +1,11 @@
 //! The pre-LayerNorm transformer both CLIP towers share, named as in Hugging Face's
 //! `modeling_clip.py` (`CLIPAttention`, `CLIPMLP`, `CLIPEncoderLayer`, `CLIPEncoder`).
 
+use crate::kernels::{quick_gelu, softmax_last};
+use crate::lora::{LoraConfig, LoraLinear};
+use crate::precision;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation;
-
-use crate::lora::{LoraConfig, LoraLinear};
-
-/// OpenAI's QuickGELU, `x · σ(1.702 x)`.
-pub fn quick_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    x.clone() * activation::sigmoid(x.mul_scalar(1.702))
-}
 
 /// Multi-head self-attention; LoRA on the query, key, value and output projections.
 #[derive(Module, Debug)]
@@ -46,11 +41,11 @@ impl ClipAttention {
         );
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        let mut scores = q.matmul(k.swap_dims(2, 3)); // [b, h, t, t]
+        let mut scores = precision::matmul(q, k.swap_dims(2, 3)); // [b, h, t, t]
         if let Some(mask) = mask {
             scores = scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY);
         }
-        let context = activation::softmax(scores, 3).matmul(v); // [b, h, t, dh]
+        let context = precision::matmul(softmax_last(scores), v); // [b, h, t, dh]
         self.out_proj
             .forward(context.swap_dims(1, 2).reshape([b, t, d]))
     }
@@ -64,7 +59,8 @@ pub struct ClipMlp {
 
 impl ClipMlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(quick_gelu(self.fc1.forward(x)))
+        let h = quick_gelu(precision::linear(&self.fc1, x));
+        precision::linear(&self.fc2, h)
     }
 }
 

@@ -16,6 +16,7 @@ use text::ClipTextTransformer;
 use vision::{ClipVisionTransformer, VisionOutput};
 
 use crate::lora::LoraConfig;
+use crate::precision;
 
 /// `CLIPModel` without its `logit_scale` (SD² keeps its own, see `model.rs`).
 #[derive(Module, Debug)]
@@ -43,12 +44,12 @@ impl ClipModel {
     /// The image tower's outputs and the projected image embedding `[batch, projection]`.
     pub fn encode_image(&self, pixels: Tensor<4>) -> (VisionOutput, Tensor<2>) {
         let out = self.vision_model.forward(pixels);
-        let embeds = self.visual_projection.forward(out.pooled.clone());
+        let embeds = precision::linear(&self.visual_projection, out.pooled.clone());
         (out, embeds)
     }
 
     /// The projected text embedding `[batch, projection]`.
     pub fn encode_text(&self, ids: Tensor<2, Int>) -> Tensor<2> {
-        self.text_projection.forward(self.text_model.forward(ids))
+        precision::linear(&self.text_projection, self.text_model.forward(ids))
     }
 }

@@ -1,6 +1,18 @@
 //! A small deterministic random generator (SplitMix64), so that every shuffle, label draw
 //! and augmentation is a function of the run's seed and the sample's position alone.
 
+/// SplitMix64's increment, the golden ratio in 64 bits.
+pub const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output function: the `n`-th output of a generator seeded `s` is
+/// `mix64(s + n·γ)`, so any output is computed without the ones before it.
+#[inline]
+pub fn mix64(z: u64) -> u64 {
+    let z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
@@ -13,18 +25,15 @@ impl Rng {
     pub fn keyed(seed: u64, keys: &[u64]) -> Self {
         let mut r = Rng(seed);
         for &k in keys {
-            r.0 ^= k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            r.0 ^= k.wrapping_mul(GAMMA);
             r.next_u64();
         }
         r
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GAMMA);
+        mix64(self.0)
     }
 
     /// Uniform in `[0, 1)`.

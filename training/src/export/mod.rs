@@ -10,6 +10,7 @@
 //! One writer per part of the model, in graph order: [`embeddings`], [`encoder`], the
 //! image embedding and [`clam`] with the adapter, the [`head`].
 
+pub mod check;
 mod clam;
 mod embeddings;
 mod encoder;

@@ -15,6 +15,7 @@ use crate::clip::ClipConfig;
 use crate::data::augment::AugmentConfig;
 use crate::loss::LossConfig;
 use crate::model::Sd2Config;
+use crate::precision::Precision;
 
 /// Where a run stands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -80,6 +81,7 @@ impl RunState {
                 seed: 0,
                 workers: 1,
                 devices: vec!["flex".into()],
+                precision: Precision::F32,
             },
             manifest: None,
         }

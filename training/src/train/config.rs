@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::augment::AugmentConfig;
 use crate::loss::LossConfig;
 use crate::model::Sd2Config;
+use crate::precision::Precision;
 
 /// A setting a run cannot train with, named by its flag.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -67,6 +68,10 @@ pub struct RunConfig {
     pub workers: usize,
     /// Data-parallel devices: `flex` (CPU), `cuda:N`.
     pub devices: Vec<String>,
+    /// The float type of the forward pass's matrix products ([`Precision`]); a run saved
+    /// before there was a choice computed in f32.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl RunConfig {

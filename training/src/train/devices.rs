@@ -1,6 +1,9 @@
 //! The devices a run trains on, by name.
 
 use burn::prelude::*;
+use burn::tensor::FloatDType;
+
+use crate::precision::Precision;
 
 /// A device name that names no device this build can train on.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +18,22 @@ pub enum DeviceError {
         "this sd2-train was built without CUDA: rebuild with `cargo build --release -p sd2-train --features cuda`"
     )]
     NoCuda,
+    #[error("{0} does not compute in bfloat16: train with --precision f32")]
+    NoBf16(String),
+}
+
+/// Refuses a `precision` that device `name` (parsed as `device`) cannot compute in.
+pub fn check_precision(
+    name: &str,
+    device: &Device,
+    precision: Precision,
+) -> Result<(), DeviceError> {
+    match precision {
+        Precision::Bf16 if !device.supports_dtype(FloatDType::BF16) => {
+            Err(DeviceError::NoBf16(name.to_owned()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `flex` (the CPU) or `cuda:N`, with autodiff.

@@ -64,6 +64,9 @@ pub fn fit(
         .iter()
         .map(|d| devices::parse(d))
         .collect::<Result<Vec<Device>, _>>()?;
+    for (name, device) in config.devices.iter().zip(&devices) {
+        devices::check_precision(name, device, config.precision)?;
+    }
     let main = devices.first().ok_or(FitError::NoDevice)?;
     let mut start = resume::resume_or_start(out, &saved, resume, &config, main, report)?;
     let data = TrainingData::open(&config, report)?;

@@ -1,7 +1,5 @@
 //! One forward and backward pass over a batch: the losses of Eq. 6 and their gradients.
 
-use std::sync::{Mutex, PoisonError};
-
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use sd2_models::taxonomy::DeepfakeType;
@@ -11,6 +9,7 @@ use crate::loss::{
     LossConfig, Losses, classification_loss, label_separation_loss, siglip_loss, total_loss,
 };
 use crate::model::Sd2Model;
+use crate::precision::{self, Precision};
 use crate::tokenizer::{CONTEXT_LENGTH, ClipTokenizer, EOT};
 
 /// Token ids of `texts` as `[texts, t]`, cut after the longest sequence's end token
@@ -55,13 +54,12 @@ pub struct StepOutput {
     pub losses: Losses,
 }
 
-/// The random numbers of a forward pass (LoRA's dropout masks): drawn from the generator
-/// seeded with `seed` while `lock` is held. burn's generator is one per process, so
-/// devices that run their shards at once take turns to draw, each from its own seed, and a
-/// run draws the same masks whatever the threads' timing.
-pub struct ForwardRng<'a> {
-    pub lock: &'a Mutex<()>,
-    pub seed: u64,
+/// How a forward pass runs: the seed of its dropout masks ([`crate::dropout`]) and the
+/// precision of its matrix products ([`crate::precision`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Forward {
+    pub dropout_seed: u64,
+    pub precision: Precision,
 }
 
 /// Forward and backward over `samples` with the label set `labels` (one per type). The
@@ -76,12 +74,32 @@ pub fn forward_backward(
     config: &LossConfig,
     side: usize,
     weight: f64,
-    rng: ForwardRng,
+    forward: Forward,
 ) -> StepOutput {
     let device = model.logit_scale.val().device();
-    // The forward pass draws its random numbers in its turn; the backward pass draws none.
-    let turn = rng.lock.lock().unwrap_or_else(PoisonError::into_inner);
-    device.seed(rng.seed);
+    let losses = crate::dropout::with_stream(forward.dropout_seed, || {
+        precision::with(forward.precision, || {
+            losses(model, samples, labels, tok, config, side, &device)
+        })
+    });
+    let grads = losses.total.clone().mul_scalar(weight).backward();
+    StepOutput {
+        grads: GradientsParams::from_grads(grads, model),
+        losses,
+    }
+}
+
+/// The forward pass: the losses of Eq. 6 over `samples`.
+fn losses(
+    model: &Sd2Model,
+    samples: &[&Sample],
+    labels: &[String; DeepfakeType::COUNT],
+    tok: &ClipTokenizer,
+    config: &LossConfig,
+    side: usize,
+    device: &Device,
+) -> Losses {
+    let device = device.clone();
     let f = model.image_features(pixel_tensor(samples, side, &device));
     let u = (config.classification || config.separation)
         .then(|| model.text_features(token_tensor(tok, labels, &device)));
@@ -117,18 +135,12 @@ pub fn forward_backward(
     let environment = contrastive(config.environment_contrastive, &|s: &Sample| {
         s.environment.as_ref()
     });
-    let losses = total_loss(
+    total_loss(
         config,
         classification,
         separation,
         face,
         environment,
         &device,
-    );
-    drop(turn);
-    let grads = losses.total.clone().mul_scalar(weight).backward();
-    StepOutput {
-        grads: GradientsParams::from_grads(grads, model),
-        losses,
-    }
+    )
 }

@@ -3,7 +3,7 @@
 //! optimizer step, its metrics, and a checkpoint when one is due.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, ModuleOptimizer};
@@ -13,7 +13,7 @@ use super::checkpoint::{self, CheckpointError, ManifestPrint, RunState};
 use super::config::RunConfig;
 use super::progress::{Progress, StepMetrics};
 use super::resume::Start;
-use super::step::{ForwardRng, StepOutput, forward_backward};
+use super::step::{Forward, StepOutput, forward_backward};
 use super::{FitError, FitSummary};
 use crate::data::loader::{Batch, BatchStream, LoaderConfig, Sample, epoch_order};
 use crate::data::manifest::{Manifest, Split};
@@ -147,8 +147,6 @@ pub struct Trainer<'a> {
     /// With several devices, a copy of the model on each; remade after every optimizer
     /// step, the only time the weights change.
     replicas: Vec<Sd2Model>,
-    /// The devices' threads take turns to draw their random numbers ([`ForwardRng`]).
-    rng_turns: Mutex<()>,
     progress: Progress,
     report: &'a mut dyn Report,
     last_checkpoint: Option<PathBuf>,
@@ -193,7 +191,6 @@ impl<'a> Trainer<'a> {
             model: start.model,
             opt: start.opt,
             replicas: Vec::new(),
-            rng_turns: Mutex::new(()),
             progress,
             report,
             last_checkpoint: start.from,
@@ -308,20 +305,29 @@ impl<'a> Trainer<'a> {
         // Dropout masks follow the seed, the batch's position and the shard, so a resumed
         // run draws the same ones.
         let (epoch, index) = (self.state.epoch as u64, batch.index as u64);
-        let rng = |shard: usize| ForwardRng {
-            lock: &self.rng_turns,
-            seed: if shards == 1 {
+        let forward = |shard: usize| Forward {
+            dropout_seed: if shards == 1 {
                 Rng::keyed(config.seed, &[epoch, index, 0xD50])
             } else {
                 Rng::keyed(config.seed, &[epoch, index, shard as u64, 0xD50])
             }
             .next_u64(),
+            precision: config.precision,
         };
         let refs: Vec<&Sample> = batch.samples.iter().collect();
         let share = 1.0 / config.accumulation as f64;
         let (tok, loss, side) = (&self.data.tok, &config.loss, config.crop.input_size);
         if shards == 1 {
-            let o = forward_backward(&self.model, &refs, &labels, tok, loss, side, share, rng(0));
+            let o = forward_backward(
+                &self.model,
+                &refs,
+                &labels,
+                tok,
+                loss,
+                side,
+                share,
+                forward(0),
+            );
             return vec![o];
         }
         let chunk = refs.len().div_ceil(shards);
@@ -333,9 +339,10 @@ impl<'a> Trainer<'a> {
                 .enumerate()
                 .map(|(shard, (part, m))| {
                     let weight = share * part.len() as f64 / refs.len() as f64;
-                    let (labels, rng) = (&labels, rng(shard));
+                    let (labels, forward) = (&labels, forward(shard));
                     scope.spawn(move || {
-                        let mut o = forward_backward(m, part, labels, tok, loss, side, weight, rng);
+                        let mut o =
+                            forward_backward(m, part, labels, tok, loss, side, weight, forward);
                         o.grads = o.grads.to_device(main, m);
                         o
                     })

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use sd2_models::onnx::Precision;
+use sd2_train::export::check::check;
 use sd2_train::export::{ExportInfo, Variant, export};
 
 use crate::trained;
@@ -31,6 +32,11 @@ pub struct Export {
     /// Version recorded in the model (default: the checkpoint's step).
     #[arg(long)]
     version: Option<String>,
+    /// Then run N crops through the written file as `sd2deepfake` runs it (ONNX Runtime on
+    /// the CPU) and through the checkpoint's model, and fail unless their logits agree
+    /// (within 1e-4·τ in fp32, 1e-2·τ in fp16).
+    #[arg(long, value_name = "N")]
+    check: Option<usize>,
 }
 
 pub fn run(x: &Export) -> Result<()> {
@@ -59,5 +65,19 @@ pub fn run(x: &Export) -> Result<()> {
         if x.fp16 { "fp16" } else { "fp32" },
         t.dir.display()
     );
+    if let Some(n) = x.check.filter(|&n| n > 0) {
+        let a = check(&t.model, &t.labels, &t.tok, &x.out, variant.precision, n)?;
+        let line = format!(
+            "{}: on {} crops its logits are within {:.1e}·τ of the checkpoint's (tolerance {:.0e}·τ)",
+            x.out.display(),
+            a.crops,
+            a.worst,
+            a.tolerance
+        );
+        if !a.holds() {
+            bail!("{line}: the export does not compute what the model does");
+        }
+        println!("{line}");
+    }
     Ok(())
 }

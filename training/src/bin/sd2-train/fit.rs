@@ -14,6 +14,7 @@ use sd2_train::data::augment::AugmentConfig;
 use sd2_train::lora::LoraConfig;
 use sd2_train::loss::LossConfig;
 use sd2_train::model::Sd2Config;
+use sd2_train::precision::Precision;
 use sd2_train::report::Report;
 use sd2_train::train::{self, FitOutcome, RunConfig};
 
@@ -107,6 +108,10 @@ pub struct Fit {
     /// Face crop side as a multiple of the box's longer side.
     #[arg(long, default_value_t = 1.3)]
     crop_scale: f32,
+    /// The forward pass's matrix products in f32, or in bf16 with the weights, norms,
+    /// activations and losses in f32 (mixed precision; on GPUs).
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    precision: Precision,
 }
 
 /// `given`: the command line's matches of `fit`, which say which flags were given.
@@ -206,6 +211,7 @@ fn run_config(f: &Fit) -> Result<RunConfig> {
         seed: f.seed,
         workers: f.workers.unwrap_or_else(crate::cores),
         devices: f.devices.clone(),
+        precision: f.precision,
     })
 }
 
