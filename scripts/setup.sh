@@ -4,7 +4,10 @@
 #
 #   scripts/setup.sh          Debian packages, ONNX Runtime (CPU), MTCNN weights and their
 #                             ONNX conversion, CLIP vocabulary, sample faces
-#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build
+#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build and NVRTC
+#   scripts/setup.sh --nvrtc  the same as without options, plus NVRTC (CUDA 13.0's runtime
+#                             compiler, which compiles SD²'s CUDA kernels; the tests compile
+#                             them to PTX on a machine without a GPU)
 #
 # Everything downloaded is pinned by version and sha256 and kept under .cache/sd2
 # (or $SD2_CACHE_DIR).
@@ -16,10 +19,12 @@ exec 1>&2
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SD2_CACHE_DIR:-$root/.cache/sd2}
 gpu=0
+nvrtc=0
 for arg in "$@"; do
   case $arg in
-    --gpu) gpu=1 ;;
-    *) echo "setup.sh: unknown option $arg (expected --gpu)" >&2; exit 2 ;;
+    --gpu) gpu=1; nvrtc=1 ;;
+    --nvrtc) nvrtc=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --gpu or --nvrtc)" >&2; exit 2 ;;
   esac
 done
 
@@ -66,6 +71,9 @@ wheels=(
 )
 gpu_wheel="onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl|$pypi/92/1b/23ae6bfa165cf01f2566aeab3076135d0db8edf5b543c1556fd6b1d93c7f|e26c475fe361b2015f45b4b824bd13f0bb20204e59b62814e6f0acd5f3d491a6"
 ((gpu)) && wheels+=("$gpu_wheel")
+# NVRTC 13.0, the CUDA of the 580 drivers: a cubin it makes runs on any CUDA 13 driver.
+nvrtc_wheel="nvidia_cuda_nvrtc-13.0.88-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl|$pypi/c3/68/483a78f5e8f31b08fb1bb671559968c0ca3a065ac7acabfc7cee55214fd6|ad9b6d2ead2435f11cbb6868809d2adeeee302e9bb94bcf0539c7a40d80e8575"
+((nvrtc)) && wheels+=("$nvrtc_wheel")
 
 mkdir -p "$cache/wheels"
 fetch() { # name url sha256 -> $cache/wheels/name, verified
@@ -99,6 +107,12 @@ if ((gpu)); then
   g=onnxruntime_gpu-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl
   for lib in libonnxruntime.so.1.31.1 libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so; do
     extract "$g" "onnxruntime/capi/$lib" "$cache/onnxruntime-gpu/$lib"
+  done
+fi
+if ((nvrtc)); then
+  n=nvidia_cuda_nvrtc-13.0.88-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl
+  for lib in libnvrtc.so.13 libnvrtc-builtins.so.13.0; do
+    extract "$n" "nvidia/cu13/lib/$lib" "$cache/nvrtc/$lib"
   done
 fi
 fn=facenet_pytorch-2.6.0-py3-none-any.whl
