@@ -42,7 +42,7 @@ use sd2_models::onnx::Precision;
 use sd2_models::paths;
 use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
 use sd2_train::clip::ClipConfig;
-use sd2_train::export::{ExportInfo, Variant, export};
+use sd2_train::export::{ExportInfo, Kernels, Variant, export};
 use sd2_train::labels::TextLabels;
 use sd2_train::model::Sd2Model;
 use sd2_train::tokenizer::ClipTokenizer;
@@ -185,7 +185,11 @@ fn export_variants(target: &Target, dir: &Path) -> Result<Vec<(String, PathBuf)>
             &state,
             &labels,
             &tok,
-            Variant { precision, fused },
+            Variant {
+                precision,
+                fused,
+                kernels: Kernels::Ort,
+            },
             &info,
         )
         .write(&path)?;
