@@ -519,6 +519,11 @@ impl Timings<'_> {
         }
     }
 
+    /// What the run found about its paths.
+    fn status(&self) -> Vec<String> {
+        status_notes(self.ours, &self.models, &self.paths, &self.failed)
+    }
+
     /// Each path's medians so far, and what the run found about its paths.
     fn update(&self, report: &mut Report) {
         report.rows = self
@@ -530,7 +535,7 @@ impl Timings<'_> {
                 (name.clone(), medians)
             })
             .collect();
-        report.status = status_notes(self.ours, &self.models, &self.paths, &self.failed);
+        report.status = self.status();
     }
 }
 
@@ -626,7 +631,7 @@ pub fn run(args: InferArgs) -> Result<()> {
         failed: vec![None; n],
     };
     time_batches(&args, started, &mut timings, &mut report)?;
-    timings.update(&mut report);
+    report.status = timings.status();
     drop(timings);
     report.print();
     if let Some(p) = &args.json {

@@ -1,6 +1,7 @@
 //! The report page: a summary table, then one section per video (most suspicious first)
 //! with its verdict, numbers, timeline and face thumbnails; then the files not scanned.
 
+use html_escape::encode_quoted_attribute as escape;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -30,22 +31,6 @@ dl.numbers div { display: flex; gap: 6px; } dl.numbers dt { color: #6b7280; } dl
 .faces figure.fake img { border-color: #dc2626; }
 img.timeline { max-width: 100%; height: auto; }
 "#;
-
-/// Text made safe inside HTML elements and quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Fake videos first, most suspicious first; then videos without faces; then errors.
 fn order(rows: &[Row<'_>]) -> Vec<usize> {
@@ -142,7 +127,7 @@ fn summary(h: &mut String, rows: &[Row<'_>], order: &[usize]) {
                 video_id(&r.record.file.path),
                 escape(r.shown)
             ),
-            None => escape(r.shown),
+            None => escape(r.shown).into_owned(),
         };
         let _ = writeln!(
             h,
@@ -238,7 +223,7 @@ mod tests {
     fn text_from_file_names_cannot_become_markup() {
         assert_eq!(
             escape(r#"<b>"x" & 'y'</b>"#),
-            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
+            "&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;"
         );
     }
 

@@ -269,17 +269,4 @@ fn faces_jsonl(scored: &Scored, report: &EvalReport) -> String {
 }
 
 /// `s` with the characters HTML gives meaning to escaped.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use html_escape::encode_quoted_attribute as escape_html;
