@@ -270,6 +270,46 @@ fn an_fp8_export_calibrated_on_real_faces_keeps_fp32_verdicts_and_runs_only_wher
     assert!(d.max_fake_score < 0.02, "{d:?}");
 }
 
+/// What ONNX's checker checks of a graph's structure, on every variant: initializer names
+/// are unique, and every node reads a graph input, an initializer or an earlier node's
+/// output (nodes in topological order), and writes names no other node writes.
+#[test]
+fn every_variant_is_a_well_formed_graph() {
+    let t = Tiny::new(4);
+    let c = calibrate(&t.model, &t.state, &t.labels, &t.tok, &real_faces(3)).unwrap();
+    let models = [
+        ("standard", t.export(Precision::F32, false, Kernels::Ort)),
+        ("fused fp16", t.export(Precision::F16, true, Kernels::Ort)),
+        ("sd2 fp32", t.export(Precision::F32, true, Kernels::Sd2)),
+        ("sd2 fp16", t.export(Precision::F16, true, Kernels::Sd2)),
+        ("sd2 fp8", t.fp8(&c)),
+    ];
+    for (name, m) in models {
+        let g = m.into_proto().graph.expect("a graph");
+        let mut known = std::collections::HashSet::new();
+        for i in &g.initializer {
+            assert!(
+                known.insert(i.name.clone()),
+                "{name}: initializer {} twice",
+                i.name
+            );
+        }
+        known.extend(g.input.iter().map(|i| i.name.clone()));
+        for n in &g.node {
+            for i in n.input.iter().filter(|i| !i.is_empty()) {
+                assert!(
+                    known.contains(i),
+                    "{name}: {} reads {i} before it is made",
+                    n.name
+                );
+            }
+            for o in n.output.iter().filter(|o| !o.is_empty()) {
+                assert!(known.insert(o.clone()), "{name}: {o} written twice");
+            }
+        }
+    }
+}
+
 #[test]
 fn an_sd2_export_on_cuda_without_its_kernels_is_refused_naming_the_file_and_what_is_missing() {
     let Err(missing) = cuda::available() else {

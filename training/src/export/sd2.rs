@@ -148,8 +148,10 @@ impl Builder {
                 let wsn = self
                     .g
                     .scalar(&format!("{name}.weight_scale"), ws, Precision::F32);
-                let zeros = vec![0.0; output];
-                let bn = self.weight(&format!("{name}.bias"), &[output], b.unwrap_or(&zeros));
+                let bn = match b {
+                    Some(b) => self.weight(&format!("{name}.bias"), &[output], b),
+                    None => self.weight(&format!("{name}.no_bias"), &[output], &vec![0.0; output]),
+                };
                 self.sd2_node("LinearE4M3", &[codes, &wn, scale, &wsn, &bn])
             }
         }

@@ -44,9 +44,12 @@ pub struct Export {
     #[arg(long, default_value_t = 512)]
     calibration_faces: usize,
     /// After writing, compare the file's verdicts with the checkpoint's fp32 standard graph
-    /// on this manifest's faces (up to --calibration-faces), and print the drift as JSON.
+    /// on this manifest's faces, and print the drift as one JSON line.
     #[arg(long, value_name = "MANIFEST")]
     check: Option<PathBuf>,
+    /// Faces of the --check manifest used, evenly spaced over it.
+    #[arg(long, default_value_t = 4096)]
+    check_faces: usize,
     /// Name recorded in the model (and in every verdict the element attaches).
     #[arg(long, default_value = "sd2")]
     name: String,
@@ -143,7 +146,7 @@ fn check(t: &Trained, info: &ExportInfo, x: &Export, manifest: &std::path::Path)
         kernels: Kernels::Ort,
     };
     export(&t.model, &t.state, &t.labels, &t.tok, variant, info).write(&reference)?;
-    let pixels = faces(t, manifest, x.calibration_faces)?;
+    let pixels = faces(t, manifest, x.check_faces)?;
     let d = drift(&reference, &x.out, &pixels)?;
     let line = serde_json::json!({
         "file": x.out,
