@@ -32,7 +32,7 @@ pub fn emulation_allowed(asked: bool) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unmet {
     #[error(
-        "its graph uses SD²'s own operators (`sd2`, domain com.sd2), whose CUDA kernels cannot run on this machine: {0}. Export the `fused` graph for this machine, or run it with device=cpu"
+        "its graph uses SD²'s own operators (`sd2`, domain com.sd2), whose CUDA kernels cannot run on this machine: {0}. Install what is missing, or export the `fused` graph for this machine"
     )]
     Kernels(Missing),
     #[error(
