@@ -144,10 +144,13 @@ fn each_operator_computes_its_definition_on_the_cpu_in_fp32_and_fp16() {
         );
         // The FP8 chain: codes exactly as e4m3::encode makes them, then their GEMM.
         let (_, q) = out["q"].try_extract_tensor::<u8>().unwrap();
-        let want_q: Vec<u8> = xs.iter().map(|v| e4m3::encode(v / 0.01)).collect();
+        let want_q: Vec<u8> = xs.iter().map(|v| e4m3::encode(v * (1.0 / 0.01))).collect();
         assert_eq!(q, want_q.as_slice());
         let (_, g8) = out["gelu8"].try_extract_tensor::<u8>().unwrap();
-        let want_g8: Vec<u8> = gelu.iter().map(|v| e4m3::encode(v / 0.01)).collect();
+        let want_g8: Vec<u8> = gelu
+            .iter()
+            .map(|v| e4m3::encode(v * (1.0 / 0.01)))
+            .collect();
         assert_eq!(g8, want_g8.as_slice(), "{precision:?}");
         let mut want8 = vec![0.0f32; M * N];
         for r in 0..M {

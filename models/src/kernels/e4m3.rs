@@ -63,10 +63,12 @@ pub fn encode(x: f32) -> u8 {
 }
 
 /// Each of `values` divided by `scale` and rounded to E4M3, as the GPU's quantising kernels
-/// compute it (`x / s` in `f32`, then [`encode`]).
+/// compute it: `x · (1 / s)` in `f32` (both roundings IEEE, the same on either side), then
+/// [`encode`].
 pub fn quantize(values: impl Iterator<Item = f32>, scale: f32, out: &mut [u8]) {
+    let inv = 1.0 / scale;
     for (o, v) in out.iter_mut().zip(values) {
-        *o = encode(v / scale);
+        *o = encode(v * inv);
     }
 }
 

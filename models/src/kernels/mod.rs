@@ -26,8 +26,6 @@ pub mod e4m3;
 mod ops;
 pub mod requirements;
 
-use std::sync::Arc;
-
 use ort::operator::OperatorDomain;
 
 /// The operator domain of SD²'s kernels.
@@ -90,7 +88,7 @@ pub fn quick_gelu(x: f32) -> f32 {
 /// CUDA kernels when [`cuda::available`] (else nodes of an `sd2` graph would fall back to
 /// the CPU, which [`requirements`] refuses before a session opens). Every operator for
 /// both element types.
-pub fn register(cuda: bool) -> Result<Arc<OperatorDomain>, ort::Error> {
+pub fn register(cuda: bool) -> Result<OperatorDomain, ort::Error> {
     let mut domain = OperatorDomain::new(DOMAIN)?;
     let gpu = if cuda { cuda::available().ok() } else { None };
     for op in Op::ALL {
@@ -103,5 +101,5 @@ pub fn register(cuda: bool) -> Result<Arc<OperatorDomain>, ort::Error> {
             }
         }
     }
-    Ok(Arc::new(domain))
+    Ok(domain)
 }

@@ -30,8 +30,11 @@ pub struct Kernel {
 // from one thread per run) and are valid in any thread of the process.
 unsafe impl Send for Kernel {}
 
-/// Images compiled, by source and architecture: compiled once per process.
-static IMAGES: OnceLock<Mutex<HashMap<(&'static str, u32), &'static [u8]>>> = OnceLock::new();
+/// Compiled images by source and architecture.
+type Images = HashMap<(&'static str, u32), &'static [u8]>;
+
+/// Images compiled, each once per process.
+static IMAGES: OnceLock<Mutex<Images>> = OnceLock::new();
 
 /// `source` compiled for this GPU: a cubin, so the driver need not JIT newer PTX than it
 /// knows.
@@ -156,7 +159,9 @@ impl Kernel {
             return Ok(());
         }
         let (vector, scalar) = self.functions()?;
-        let wide = self.elem == Elem::F16 && n % 8 == 0 && cols.is_none_or(|c| c % 8 == 0);
+        let wide = self.elem == Elem::F16
+            && n.is_multiple_of(8)
+            && cols.is_none_or(|c| c.is_multiple_of(8));
         let (f, items) = if wide { (vector, n / 8) } else { (scalar, n) };
         let mut n = n as i64;
         let mut cols = cols.unwrap_or(1) as i32;

@@ -66,6 +66,18 @@ __device__ __forceinline__ long long first_index(int per_thread) {
 __device__ __forceinline__ long long grid_step(int per_thread) {
     return (long long)gridDim.x * blockDim.x * per_thread;
 }
+
+// The column of a thread's element as it strides over the grid, kept without a 64-bit
+// division per step (the step is the same every time).
+struct Columns {
+    int col, step, cols;
+    __device__ __forceinline__ Columns(long long first, long long stride, int n)
+        : col((int)(first % n)), step((int)(stride % n)), cols(n) {}
+    __device__ __forceinline__ void next() {
+        col += step;
+        if (col >= cols) col -= cols;
+    }
+};
 "#
     };
 }
@@ -76,10 +88,11 @@ macro_rules! elementwise {
 // y = quick_gelu(x + b), b broadcast over rows of `cols`; n and cols multiples of 8.
 extern "C" __global__ void bias_quick_gelu_f16(const half_t* __restrict__ x,
         const half_t* __restrict__ b, half_t* __restrict__ y, long long n, int cols) {
-    for (long long i = first_index(8); i < n; i += grid_step(8)) {
+    Columns c(first_index(8), grid_step(8), cols);
+    for (long long i = first_index(8); i < n; i += grid_step(8), c.next()) {
         float xv[8], bv[8];
         unpack8(*reinterpret_cast<const uint4*>(x + i), xv);
-        unpack8(*reinterpret_cast<const uint4*>(b + i % cols), bv);
+        unpack8(*reinterpret_cast<const uint4*>(b + c.col), bv);
         #pragma unroll
         for (int j = 0; j < 8; ++j) xv[j] = quick_gelu(xv[j] + bv[j]);
         *reinterpret_cast<uint4*>(y + i) = pack8(xv);
@@ -114,51 +127,54 @@ __device__ __forceinline__ unsigned short e4m3x2(float lo, float hi) {
     return r;
 }
 
-__device__ __forceinline__ uint2 quantize8(const float* f, float s) {
+// Codes of f * inv, inv being 1 / scale (as the CPU kernels compute it).
+__device__ __forceinline__ uint2 quantize8(const float* f, float inv) {
     unsigned int w[2];
     #pragma unroll
     for (int j = 0; j < 2; ++j) {
-        w[j] = (unsigned int)e4m3x2(f[4 * j] / s, f[4 * j + 1] / s)
-             | ((unsigned int)e4m3x2(f[4 * j + 2] / s, f[4 * j + 3] / s) << 16);
+        w[j] = (unsigned int)e4m3x2(f[4 * j] * inv, f[4 * j + 1] * inv)
+             | ((unsigned int)e4m3x2(f[4 * j + 2] * inv, f[4 * j + 3] * inv) << 16);
     }
     return make_uint2(w[0], w[1]);
 }
 
-__device__ __forceinline__ e4m3_t quantize1(float f, float s) {
-    return (e4m3_t)(e4m3x2(f / s, 0.0f) & 0xffu);
+__device__ __forceinline__ e4m3_t quantize1(float f, float inv) {
+    return (e4m3_t)(e4m3x2(f * inv, 0.0f) & 0xffu);
 }
 
-// q = e4m3(x / s); n a multiple of 8.
+// q = e4m3(x / s), as x * (1 / s); n a multiple of 8.
 extern "C" __global__ void quantize_e4m3_f16(const half_t* __restrict__ x,
         const float* __restrict__ scale, e4m3_t* __restrict__ q, long long n) {
-    const float s = *scale;
+    const float inv = 1.0f / *scale;
     for (long long i = first_index(8); i < n; i += grid_step(8)) {
         float xv[8];
         unpack8(*reinterpret_cast<const uint4*>(x + i), xv);
-        *reinterpret_cast<uint2*>(q + i) = quantize8(xv, s);
+        *reinterpret_cast<uint2*>(q + i) = quantize8(xv, inv);
     }
 }
 
 extern "C" __global__ void quantize_e4m3_f16_scalar(const half_t* __restrict__ x,
         const float* __restrict__ scale, e4m3_t* __restrict__ q, long long n) {
-    const float s = *scale;
+    const float inv = 1.0f / *scale;
     for (long long i = first_index(1); i < n; i += grid_step(1)) {
-        q[i] = quantize1(h2f(x[i]), s);
+        q[i] = quantize1(h2f(x[i]), inv);
     }
 }
 
-// q = e4m3(quick_gelu(x + b) / s); n and cols multiples of 8.
+// q = e4m3(quick_gelu(x + b) / s), as quantize_e4m3_f16 computes it; n and cols multiples
+// of 8.
 extern "C" __global__ void bias_quick_gelu_e4m3_f16(const half_t* __restrict__ x,
         const half_t* __restrict__ b, const float* __restrict__ scale,
         e4m3_t* __restrict__ q, long long n, int cols) {
-    const float s = *scale;
-    for (long long i = first_index(8); i < n; i += grid_step(8)) {
+    const float inv = 1.0f / *scale;
+    Columns c(first_index(8), grid_step(8), cols);
+    for (long long i = first_index(8); i < n; i += grid_step(8), c.next()) {
         float xv[8], bv[8];
         unpack8(*reinterpret_cast<const uint4*>(x + i), xv);
-        unpack8(*reinterpret_cast<const uint4*>(b + i % cols), bv);
+        unpack8(*reinterpret_cast<const uint4*>(b + c.col), bv);
         #pragma unroll
         for (int j = 0; j < 8; ++j) xv[j] = quick_gelu(xv[j] + bv[j]);
-        *reinterpret_cast<uint2*>(q + i) = quantize8(xv, s);
+        *reinterpret_cast<uint2*>(q + i) = quantize8(xv, inv);
     }
 }
 
