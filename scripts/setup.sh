@@ -4,10 +4,14 @@
 #
 #   scripts/setup.sh          Debian packages, ONNX Runtime (CPU), MTCNN weights and their
 #                             ONNX conversion, CLIP vocabulary, sample faces
-#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build and the LLVM SDK
-#   scripts/setup.sh --llvm   the same, plus only the LLVM SDK: what burn's CUDA backend
-#                             builds against (sd2-train and sd2-bench with --features cuda;
+#   scripts/setup.sh --gpu    the same, plus ONNX Runtime's CUDA 13 build, the LLVM SDK
+#                             and NVRTC
+#   scripts/setup.sh --llvm   adds the LLVM SDK: what burn's CUDA backend builds against
+#                             (sd2-train and sd2-bench with --features cuda;
 #                             .cargo/config.toml points cargo at it; no GPU needed to build)
+#   scripts/setup.sh --nvrtc  adds NVRTC (CUDA 13.0's runtime compiler, which compiles
+#                             SD²'s CUDA kernels; the tests compile them to PTX on a
+#                             machine without a GPU)
 #
 # Everything downloaded is pinned by version and sha256 and kept under .cache/sd2
 # (or $SD2_CACHE_DIR).
@@ -20,11 +24,13 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${SD2_CACHE_DIR:-$root/.cache/sd2}
 gpu=0
 llvm=0
+nvrtc=0
 for arg in "$@"; do
   case $arg in
-    --gpu) gpu=1 llvm=1 ;;
+    --gpu) gpu=1 llvm=1 nvrtc=1 ;;
     --llvm) llvm=1 ;;
-    *) echo "setup.sh: unknown option $arg (expected --gpu or --llvm)" >&2; exit 2 ;;
+    --nvrtc) nvrtc=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --gpu, --llvm or --nvrtc)" >&2; exit 2 ;;
   esac
 done
 
@@ -79,6 +85,9 @@ llvm_wheels=(
 )
 ((gpu)) && wheels+=("$gpu_wheel")
 ((llvm)) && wheels+=("${llvm_wheels[@]}")
+# NVRTC 13.0, the CUDA of the 580 drivers: a cubin it makes runs on any CUDA 13 driver.
+nvrtc_wheel="nvidia_cuda_nvrtc-13.0.88-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl|$pypi/c3/68/483a78f5e8f31b08fb1bb671559968c0ca3a065ac7acabfc7cee55214fd6|ad9b6d2ead2435f11cbb6868809d2adeeee302e9bb94bcf0539c7a40d80e8575"
+((nvrtc)) && wheels+=("$nvrtc_wheel")
 
 mkdir -p "$cache/wheels"
 fetch() { # name url sha256 -> $cache/wheels/name, verified
@@ -153,6 +162,12 @@ if ((gpu)); then
 fi
 if ((llvm)); then
   install_llvm_sdk
+fi
+if ((nvrtc)); then
+  n=nvidia_cuda_nvrtc-13.0.88-py3-none-manylinux2010_x86_64.manylinux_2_12_x86_64.whl
+  for lib in libnvrtc.so.13 libnvrtc-builtins.so.13.0; do
+    extract "$n" "nvidia/cu13/lib/$lib" "$cache/nvrtc/$lib"
+  done
 fi
 fn=facenet_pytorch-2.6.0-py3-none-any.whl
 for net in pnet rnet onet; do

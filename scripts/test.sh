@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test, after installing what they need (scripts/setup.sh). Also checks
-# formatting and lints, as CI does.
+# Runs every test, after installing what they need (scripts/setup.sh, with NVRTC: a test
+# compiles SD²'s CUDA kernels to PTX). Also checks formatting and lints, as CI does.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# --llvm: the LLVM SDK that the CUDA step below builds against.
-"$root/scripts/setup.sh" --llvm
+# --llvm: the LLVM SDK that the CUDA step below builds against; --nvrtc: a test compiles
+# SD²'s CUDA kernels to PTX.
+"$root/scripts/setup.sh" --llvm --nvrtc
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cd "$root"
 cargo fmt --all -- --check

@@ -44,7 +44,7 @@ fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
     // A later --batches replaces the one given first (64), as scripts/gpu/run.sh relies on.
     let v = bench(dir.path(), &["--batches", "2,1"]);
     assert_eq!(v["complete"], true);
-    for row in ["ours, standard fp32", "ours, fused fp32"] {
+    for row in ["ours, standard fp32", "ours, fused fp32", "ours, sd2 fp32"] {
         let r = v["crops_per_second"][row].as_object().unwrap();
         let batches: Vec<&str> = r.keys().map(|k| k.as_str()).collect();
         assert_eq!(batches, ["1", "2"], "{row}");
@@ -59,9 +59,11 @@ fn a_reference_that_cannot_start_is_reported_and_our_paths_are_timed() {
             .any(|n| n.starts_with("references not run") && n.contains("/nonexistent/python3")),
         "{n:?}"
     );
-    // The fused graph computes what the standard graph does.
-    let drift = v["logit_drift"]["fused fp32"].as_f64().unwrap();
-    assert!(drift < 1e-4, "{drift}");
+    // The fused and sd2 graphs compute what the standard graph does.
+    for variant in ["fused fp32", "sd2 fp32"] {
+        let drift = v["logit_drift"][variant].as_f64().unwrap();
+        assert!(drift < 1e-4, "{variant}: {drift}");
+    }
     assert!(v["face_path"]["crops_per_second"].as_f64().unwrap() > 0.0);
     // Where a frame's time goes accounts for the frame: MTCNN, cropping and classifying
     // add up to nearly all of it (the rest is allocating the crops' buffer).
@@ -132,4 +134,55 @@ fn streams_at_once_find_the_faces_one_stream_finds() {
     );
     assert!(two["ms_per_frame"]["mtcnn"].as_f64().unwrap() > 0.0);
     assert_eq!(v["face_path_streams"].as_array().unwrap().len(), 1);
+}
+
+/// `--kernel-table` prints one encoder layer's operators for each variant, from ONNX
+/// Runtime's profiler: the `sd2` graph's own operators among them, with a time each.
+#[test]
+fn the_kernel_table_lists_one_layer_of_each_variant() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sd2-bench"))
+        .args(["infer", "--kernel-table", "--batches", "4", "--rounds", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables: Vec<&str> = text.split("kernels of encoder layer 1, ").skip(1).collect();
+    let names: Vec<&str> = tables
+        .iter()
+        .map(|t| t.split(" at batch").next().unwrap())
+        .collect();
+    assert_eq!(names, ["standard fp32", "fused fp32", "sd2 fp32"], "{text}");
+    let sd2 = tables[2];
+    for op in [
+        "Linear",
+        "BiasQuickGelu",
+        "MultiHeadAttention",
+        "SkipLayerNormalization",
+    ] {
+        let line = sd2
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{op} ")))
+            .unwrap_or_else(|| panic!("no {op} in\n{sd2}"));
+        let us: f64 = line
+            .split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(us > 0.0, "{line}");
+    }
+    let ops: Vec<&str> = sd2
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        !ops.contains(&"QuickGelu") && !ops.contains(&"Concat"),
+        "{sd2}"
+    );
 }

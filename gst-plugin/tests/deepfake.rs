@@ -571,6 +571,66 @@ fn device_cuda_without_cuda_fails_the_state_change() {
     assert!(err.contains("CUDA cannot be used"), "{err}");
 }
 
+/// The demo model with its metadata saying its graph is `graph` in `precision` (what
+/// `sd2-train export --kernels sd2 [--fp8]` records), written into `dir`.
+fn demo_model_recorded_as(
+    graph: &str,
+    precision: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    use prost::Message;
+    use sd2_models::onnx::proto::{ModelProto, StringStringEntryProto};
+    let bytes = std::fs::read(demo_model()).unwrap();
+    let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+    m.metadata_props
+        .retain(|e| e.key != "graph" && e.key != "precision");
+    for (key, value) in [("graph", graph), ("precision", precision)] {
+        m.metadata_props.push(StringStringEntryProto {
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+    let path = dir.join(format!("{graph}-{precision}.onnx"));
+    std::fs::write(&path, m.encode_to_vec()).unwrap();
+    path
+}
+
+#[test]
+fn an_fp8_model_on_the_cpu_fails_the_state_change_naming_the_file_and_fp8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_model_recorded_as("sd2", "fp8", dir.path());
+    let p = launch(&format!(
+        "videotestsrc num-buffers=1 ! sd2deepfake device=cpu model={} ! fakesink",
+        path.display()
+    ));
+    let err = start_error(&p).expect("an error");
+    assert!(
+        err.contains("sd2-fp8.onnx")
+            && err.contains("FP8")
+            && err.contains("compute capability 8.9"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_sd2_model_on_cuda_without_its_kernels_fails_naming_what_is_missing() {
+    if sd2_models::kernels::cuda::available().is_ok() {
+        eprintln!("SKIPPED: this machine runs SD²'s CUDA kernels");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = demo_model_recorded_as("sd2", "fp16", dir.path());
+    let p = launch(&format!(
+        "videotestsrc num-buffers=1 ! sd2deepfake device=cuda model={} ! fakesink",
+        path.display()
+    ));
+    let err = start_error(&p).expect("an error");
+    assert!(
+        err.contains("sd2-fp16.onnx") && err.contains("com.sd2") && err.contains(".so"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_caps_change_mid_stream_is_followed() {
     let astronaut = sample("astronaut.png");

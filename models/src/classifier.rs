@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use ort::value::{TensorElementType, ValueType};
 
-use crate::contract::{self, EMBEDDING, LOGITS, ModelMetadata, PIXEL_VALUES};
+use crate::contract::{self, EMBEDDING, GraphInfo, LOGITS, ModelMetadata, PIXEL_VALUES};
 use crate::crop::CropRecipe;
 use crate::cuda_gate::Gated;
 use crate::image::RgbView;
 use crate::io_binding::{Memory, Runner, Staging};
+use crate::kernels::requirements;
 use crate::runtime::{self, Device, Placement, RuntimeError, SessionConfig, TensorSpec};
 use crate::taxonomy::DeepfakeType;
 
@@ -150,6 +151,7 @@ impl DeepfakeModel {
     }
 
     fn load_on(path: &Path, device: Device, config: SessionConfig) -> Result<Self, RuntimeError> {
+        let (device, unmet_on_cuda) = resolve(path, device, config)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let threads = config.threads.unwrap_or(cores).max(1);
         let pool = pool_size(threads, std::fs::metadata(path).map_or(0, |m| m.len()));
@@ -157,7 +159,18 @@ impl DeepfakeModel {
             threads: Some((threads / pool).max(1)),
             ..config
         };
-        let (loaded, metadata, half) = open_checked(path, device, each)?;
+        let (mut loaded, metadata, half) = open_checked(path, device, each)?;
+        let emulate = requirements::emulation_allowed(config.emulate_fp8);
+        requirements::check(metadata.graph, loaded.placement, emulate).map_err(|reason| {
+            RuntimeError::Unmet {
+                path: path.to_owned(),
+                device,
+                reason,
+            }
+        })?;
+        if loaded.placement == Placement::Cpu && loaded.fallback_reason.is_none() {
+            loaded.fallback_reason = unmet_on_cuda;
+        }
         // The rest of the CPU pool, once the model has passed the checks.
         let side = metadata.recipe.input_size;
         let memory = match loaded.placement {
@@ -341,6 +354,26 @@ impl DeepfakeModel {
                 .collect())
         })
     }
+}
+
+/// The device to open `path` on for `device`, from what its graph needs (read before the
+/// session opens; see [`requirements`]), and why CUDA was passed over when `auto` chose
+/// the CPU for that. A file whose metadata cannot be read here is left to the session to
+/// report.
+fn resolve(
+    path: &Path,
+    device: Device,
+    config: SessionConfig,
+) -> Result<(Device, Option<String>), RuntimeError> {
+    let graph = requirements::peek_metadata(path)
+        .ok()
+        .and_then(|props| GraphInfo::from_props(&props).ok().flatten());
+    let emulate = requirements::emulation_allowed(config.emulate_fp8);
+    requirements::resolve(graph, device, emulate).map_err(|reason| RuntimeError::Unmet {
+        path: path.to_owned(),
+        device,
+        reason,
+    })
 }
 
 /// Appended to the message for a model file that does not exist.

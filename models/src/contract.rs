@@ -63,11 +63,11 @@ fn expectation(key: &str) -> &'static str {
     match key {
         key::MODEL_NAME => "the model's name",
         key::MODEL_VERSION => "the model's version",
-        key::GRAPH => "standard or fused",
+        key::GRAPH => "standard, fused or sd2",
         key::TYPE_NAMES => "`REAL,FS,FR,EFS,FE`",
         key::LABELS => "a JSON list of 5 texts, one per type",
         key::TAU => "a finite number",
-        key::PRECISION => "fp32 or fp16",
+        key::PRECISION => "fp32, fp16 or fp8",
         key::INPUT_SIZE => "a whole number of pixels",
         key::CROP_SCALE => "a positive number",
         key::MEAN => "3 comma-separated numbers",
@@ -110,12 +110,54 @@ impl MetadataError {
     }
 }
 
-/// How the graph in the file was written. Descriptive: the classifier takes the element
-/// type from the input itself.
+/// How the graph in the file was written. The classifier takes the element type from the
+/// input itself; the kind and precision say what the graph needs to run: ONNX Runtime's
+/// contrib operators, SD²'s own (`crate::kernels`), FP8 matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GraphInfo {
     pub kind: GraphKind,
-    pub precision: Precision,
+    pub precision: GraphPrecision,
+}
+
+/// The numbers a graph computes with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphPrecision {
+    Fp32,
+    Fp16,
+    /// The encoder's matrix products in FP8 (E4M3) with per-tensor scales, everything else in
+    /// fp16: needs a GPU of compute capability 8.9 or newer, or CPU emulation.
+    Fp8,
+}
+
+impl GraphInfo {
+    /// How the graph was written, from `metadata_props`; `None` when the file does not say.
+    pub fn from_props(props: &HashMap<String, String>) -> Result<Option<Self>, MetadataError> {
+        graph(&Props(props))
+    }
+}
+
+impl GraphPrecision {
+    pub const ALL: [GraphPrecision; 3] = [
+        GraphPrecision::Fp32,
+        GraphPrecision::Fp16,
+        GraphPrecision::Fp8,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphPrecision::Fp32 => "fp32",
+            GraphPrecision::Fp16 => "fp16",
+            GraphPrecision::Fp8 => "fp8",
+        }
+    }
+
+    /// The precision of the graph's input, outputs and activations.
+    pub fn activations(self) -> Precision {
+        match self {
+            GraphPrecision::Fp32 => Precision::F32,
+            GraphPrecision::Fp16 | GraphPrecision::Fp8 => Precision::F16,
+        }
+    }
 }
 
 /// Which operators the graph uses.
@@ -125,21 +167,20 @@ pub enum GraphKind {
     Standard,
     /// ONNX Runtime's fused contrib operators (`com.microsoft`).
     Fused,
+    /// The fused graph with SD²'s own operators (`com.sd2`, [`crate::kernels`]) where ONNX
+    /// Runtime has no fused kernel: runs where those operators are registered.
+    Sd2,
 }
 
 impl GraphKind {
+    pub const ALL: [GraphKind; 3] = [GraphKind::Standard, GraphKind::Fused, GraphKind::Sd2];
+
     pub fn name(self) -> &'static str {
         match self {
             GraphKind::Standard => "standard",
             GraphKind::Fused => "fused",
+            GraphKind::Sd2 => "sd2",
         }
-    }
-}
-
-fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::F32 => "fp32",
-        Precision::F16 => "fp16",
     }
 }
 
@@ -178,7 +219,7 @@ impl ModelMetadata {
             (key::TAU, self.tau.to_string()),
         ]);
         if let Some(g) = self.graph {
-            props.push((key::PRECISION, precision_name(g.precision).into()));
+            props.push((key::PRECISION, g.precision.name().into()));
             props.push((key::PRODUCER, PRODUCER.into()));
         }
         props.extend(recipe_props(&self.recipe));
@@ -265,14 +306,14 @@ fn graph(p: &Props<'_>) -> Result<Option<GraphInfo>, MetadataError> {
     let Some(kind) = p.0.get(key::GRAPH) else {
         return Ok(None);
     };
-    let kind = [GraphKind::Standard, GraphKind::Fused]
+    let kind = GraphKind::ALL
         .into_iter()
         .find(|k| k.name() == kind)
         .ok_or_else(|| p.invalid(key::GRAPH))?;
     let precision = p.get(key::PRECISION)?;
-    let precision = [Precision::F32, Precision::F16]
+    let precision = GraphPrecision::ALL
         .into_iter()
-        .find(|&q| precision_name(q) == precision)
+        .find(|q| q.name() == precision)
         .ok_or_else(|| p.invalid(key::PRECISION))?;
     Ok(Some(GraphInfo { kind, precision }))
 }
@@ -340,7 +381,7 @@ mod tests {
             labels: DeepfakeType::ALL.map(|t| format!("a photo of a {} face.", t.description())),
             graph: Some(GraphInfo {
                 kind: GraphKind::Fused,
-                precision: Precision::F16,
+                precision: GraphPrecision::Fp16,
             }),
         }
     }

@@ -12,6 +12,7 @@ pub mod crop;
 pub mod cuda_gate;
 pub mod image;
 pub mod io_binding;
+pub mod kernels;
 pub mod mtcnn;
 pub mod onnx;
 pub mod paths;

@@ -97,6 +97,12 @@ pub enum RuntimeError {
     },
     #[error("model file {path} loads on CUDA but does not run there: {reason}")]
     CudaRun { path: PathBuf, reason: String },
+    #[error("model file {path} cannot run with device={device}: {reason}")]
+    Unmet {
+        path: PathBuf,
+        device: Device,
+        reason: crate::kernels::requirements::Unmet,
+    },
     #[error("ONNX Runtime failed: {0}")]
     Ort(String),
 }
@@ -190,6 +196,10 @@ pub struct SessionConfig {
     /// cuDNN plans whenever the shape changes from one run to the next (see
     /// `mtcnn::sessions`), and off on the CPU.
     pub shape_sessions: Option<bool>,
+    /// Run an FP8 graph on the CPU, its FP8 arithmetic emulated (slow: for measuring its
+    /// accuracy); refused otherwise. `SD2_FP8_EMULATION=1` allows it too
+    /// ([`crate::kernels::requirements::emulation_allowed`]).
+    pub emulate_fp8: bool,
 }
 
 /// ONNX Runtime's graph optimization levels that a session may use.
@@ -235,6 +245,7 @@ impl Default for SessionConfig {
             optimization: Optimization::All,
             varying_shapes: false,
             shape_sessions: None,
+            emulate_fp8: false,
         }
     }
 }
@@ -246,7 +257,12 @@ fn build(
     cuda: bool,
 ) -> Result<Session, (bool, String)> {
     let mut builder = Session::builder(env).map_err(|e| (false, e.to_string()))?;
+    // SD²'s own operators, for the `sd2` graphs; on CUDA with their CUDA kernels when
+    // those can run (crate::kernels::requirements refuses an `sd2` file before that).
+    let domain = crate::kernels::register(cuda).map_err(|e| (false, e.to_string()))?;
     builder = builder
+        .with_operators(domain)
+        .map_err(|e| (false, e.to_string()))?
         .with_optimization_level(config.optimization.level())
         .map_err(|e| (false, e.to_string()))?
         .with_memory_pattern(config.memory_pattern)

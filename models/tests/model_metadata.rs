@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use sd2_models::contract::{GraphInfo, GraphKind, MetadataError, ModelMetadata, key};
+use sd2_models::contract::{
+    GraphInfo, GraphKind, GraphPrecision, MetadataError, ModelMetadata, key,
+};
 use sd2_models::crop::CropRecipe;
-use sd2_models::onnx::Precision;
 use sd2_models::taxonomy::DeepfakeType;
 
 use prop::num::f32::{NEGATIVE, NORMAL, POSITIVE, SUBNORMAL, ZERO};
@@ -36,14 +37,11 @@ fn recipe() -> impl Strategy<Value = CropRecipe> {
 
 fn graph() -> impl Strategy<Value = Option<GraphInfo>> {
     prop::option::of(
-        (any::<bool>(), any::<bool>()).prop_map(|(fused, half)| GraphInfo {
-            kind: if fused {
-                GraphKind::Fused
-            } else {
-                GraphKind::Standard
-            },
-            precision: if half { Precision::F16 } else { Precision::F32 },
-        }),
+        (
+            prop::sample::select(GraphKind::ALL.to_vec()),
+            prop::sample::select(GraphPrecision::ALL.to_vec()),
+        )
+            .prop_map(|(kind, precision)| GraphInfo { kind, precision }),
     )
 }
 

@@ -69,7 +69,7 @@ prepare() {
       ldd "$capi/libonnxruntime_providers_cuda.so" | grep 'not found' || true
       # cuDNN and cuFFT are opened at run time, which ldd does not see.
       "$python" -c 'import ctypes
-for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10", "libcufft.so.12", "libcudnn.so.9"]:
+for lib in ["libcudart.so.13", "libcublasLt.so.13", "libcublas.so.13", "libcurand.so.10", "libcufft.so.12", "libcudnn.so.9", "libnvrtc.so.13"]:
     try:
         ctypes.CDLL(lib); print("  found", lib)
     except OSError as e:

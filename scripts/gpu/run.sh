@@ -8,6 +8,14 @@
 #   scripts/gpu/run.sh probe --seconds S          # which ways of running work, and a profile
 #   scripts/gpu/run.sh compare --seconds S        # this build's fused graph against a base build's
 #   scripts/gpu/run.sh kernels --seconds S        # an encoder layer's kernels, ORT against PyTorch
+#   scripts/gpu/run.sh layers --seconds S         # one layer's kernel table of each variant, then `kernels`
+#
+# `infer` times every variant beside torch.compile: the standard, fused and sd2 (SD²'s own
+# CUDA kernels) fp16 graphs and the sd2 FP8 graph, the last three also with CUDA graphs
+# (sd2-bench's notes say when a capture failed); `--streams 4,8,16` adds the face path
+# with that many streams. `layers` writes layers.txt: one encoder layer's operators in
+# each variant at batch 64 (sd2-bench infer --kernel-table, every launch waited for), and
+# kernels.txt (`kernels`) with what is left of S.
 #
 # `infer` writes gpu.txt (card, driver, libraries), the tiny preset's probe (skipped when
 # S is under 400 or with --no-probe), sd2-bench.txt and sd2-bench.json under $OUT, then, in
@@ -122,6 +130,16 @@ compare() {
   encoder_kernels "$((seconds - SECONDS - 5))"
 }
 
+# One encoder layer's kernel table of each variant (layers.txt): the profiler times a node
+# on the host, so every launch waits for its kernel (CUDA_LAUNCH_BLOCKING=1); then the
+# same layer's kernels one by one, ONNX Runtime against PyTorch (kernels.txt).
+layer_tables() {
+  local seconds=$1 models=$HOME/sd2-layers
+  CUDA_LAUNCH_BLOCKING=1 timeout "$(((seconds - SECONDS) / 2))" "$bench" infer --device "$device" \
+    --kernel-table --batches 64 --rounds 5 --out "$models" 2>&1 | tee "$out/layers.txt" || true
+  encoder_kernels "$((seconds - SECONDS - 5))"
+}
+
 verb=${1:-}
 [ $# -gt 0 ] && shift
 case $verb in
@@ -135,6 +153,7 @@ infer) infer "$(required --seconds "$@")" "$@" ;;
 probe) device=cuda; probe "$(required --seconds "$@")" ;;
 compare) device=cuda; compare "$(required --seconds "$@")" ;;
 kernels) device=cuda; s=$(required --seconds "$@"); prepare; encoder_kernels "$((s - SECONDS - 5))" ;;
+layers) device=cuda; s=$(required --seconds "$@"); prepare; layer_tables "$s" ;;
 *)
   sed -n '2,/^set -euo/p' "$0" | sed '$d'
   exit 2

@@ -8,7 +8,7 @@ use sd2_models::onnx::Precision;
 use sd2_models::paths;
 use sd2_train::clip::ClipConfig;
 use sd2_train::export::check::check;
-use sd2_train::export::{ExportInfo, Variant, export};
+use sd2_train::export::{ExportInfo, Kernels, Variant, export};
 use sd2_train::labels::TextLabels;
 use sd2_train::model::Sd2Model;
 use sd2_train::tokenizer::ClipTokenizer;
@@ -28,19 +28,27 @@ fn a_file_agrees_with_its_own_model_and_not_with_another() {
         model_name: "check".into(),
         model_version: "1".into(),
     };
-    for precision in [Precision::F32, Precision::F16] {
-        let path = dir.path().join(format!("{precision:?}.onnx"));
+    // The standard graph in both precisions, and the graph of SD²'s own operators, whose
+    // CPU kernels compute what the fused graph computes.
+    let variants = [
+        (Precision::F32, Kernels::Ort),
+        (Precision::F16, Kernels::Ort),
+        (Precision::F32, Kernels::Sd2),
+    ];
+    for (precision, kernels) in variants {
+        let path = dir.path().join(format!("{precision:?}-{kernels:?}.onnx"));
         let variant = Variant {
             precision,
-            fused: false,
+            fused: kernels == Kernels::Sd2,
+            kernels,
         };
         export(&model, &st, &labels, &tok, variant, &info)
             .write(&path)
             .unwrap();
         let own = check(&model, &labels, &tok, &path, precision, 3).unwrap();
-        assert!(own.holds(), "{precision:?}: {own:?}");
+        assert!(own.holds(), "{precision:?} {kernels:?}: {own:?}");
         let wrong = check(&other, &labels, &tok, &path, precision, 3).unwrap();
-        assert!(!wrong.holds(), "{precision:?}: {wrong:?}");
+        assert!(!wrong.holds(), "{precision:?} {kernels:?}: {wrong:?}");
     }
 }
 

@@ -17,7 +17,7 @@ use sd2_models::ort;
 use sd2_models::paths;
 use sd2_models::runtime::{self, Device as OrtDevice, SessionConfig};
 use sd2_train::clip::ClipConfig;
-use sd2_train::export::{ExportInfo, Variant, export};
+use sd2_train::export::{ExportInfo, Kernels, Variant, export};
 use sd2_train::labels::TextLabels;
 use sd2_train::model::{Sd2Model, cosine_matrix};
 use sd2_train::tokenizer::ClipTokenizer;
@@ -162,6 +162,7 @@ fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
         let variant = Variant {
             precision,
             fused: false,
+            kernels: Kernels::Ort,
         };
         export(&model, &st, &labels, &tok, variant, &info)
             .write(&path)
@@ -218,6 +219,7 @@ fn exported_metadata_carries_the_crop_recipe_and_the_types() {
     let variant = Variant {
         precision: Precision::F32,
         fused: false,
+        kernels: Kernels::Ort,
     };
     let (exported, st) = tiny_export(variant, "sd2-test");
     let dir = tempfile::tempdir().unwrap();
@@ -253,6 +255,7 @@ fn neither_graph_computes_shapes_at_run_time_nor_convolves() {
         let variant = Variant {
             precision: Precision::F16,
             fused,
+            kernels: Kernels::Ort,
         };
         let proto = tiny_export(variant, "shapes").0.into_proto();
         let graph = proto.graph.expect("a graph");
@@ -297,7 +300,11 @@ fn fused_contrib_operator_graph_matches_the_standard_graph_and_burn() {
     let mut outs = Vec::new();
     for (precision, fused) in variants {
         let path = dir.path().join(format!("{precision:?}-{fused}.onnx"));
-        let variant = Variant { precision, fused };
+        let variant = Variant {
+            precision,
+            fused,
+            kernels: Kernels::Ort,
+        };
         export(
             &model,
             &st,
@@ -353,6 +360,7 @@ fn fused_graph_feeds_attention_and_gelu_straight_from_matmuls() {
     let variant = Variant {
         precision: Precision::F16,
         fused: true,
+        kernels: Kernels::Ort,
     };
     let graph = tiny_export(variant, "fusions")
         .0

@@ -4,10 +4,13 @@
 //!     sd2-bench infer --device cuda --preset vit-l-14  # a machine with an NVIDIA GPU
 //!
 //! 1. Builds the preset with random weights and exports it here: the standard graph (fp32,
-//!    and fp16 on CUDA) and the fused contrib-operator graph (fp32 on the CPU, fp16 on CUDA).
+//!    and fp16 on CUDA), the fused contrib-operator graph and the `sd2` graph of SD²'s own
+//!    operators (fp32 on the CPU, fp16 on CUDA), and on CUDA the `sd2` graph in FP8,
+//!    calibrated on crops of the sample faces.
 //! 2. Times the encoder (crops per second) at each batch size through our ONNX Runtime path
 //!    (`sd2_models::classifier::DeepfakeModel`, the model the Analyzer serves); on CUDA also
-//!    the fused fp16 graph with CUDA graphs captured per batch bucket (`cuda-graph=true`).
+//!    the fused and `sd2` graphs with CUDA graphs captured per batch bucket
+//!    (`cuda-graph=true`). An FP8 graph the GPU cannot run is left out, saying why.
 //! 3. Times the references in the same run (`bench/references/reference_infer.py`, carried
 //!    in the binary): ONNX Runtime's Python API on the same files, PyTorch eager with SDPA,
 //!    and `torch.compile` on CUDA, when the Python given has them. A reference that cannot
@@ -25,8 +28,12 @@
 //! No batch size starts after `--deadline-s`. Prints one table with ratios at the end;
 //! `--json FILE` is rewritten after every batch size, so a run that is killed still leaves
 //! what it measured.
+//!
+//! With `--kernel-table`, it exports and prints one encoder layer's kernel table for each
+//! variant instead ([`kernel_table`]; on CUDA under `CUDA_LAUNCH_BLOCKING=1`).
 
 mod face_path;
+mod kernel_table;
 mod reference;
 mod report;
 mod timing;
@@ -38,11 +45,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use sd2_models::classifier::DeepfakeModel;
-use sd2_models::onnx::Precision;
+use sd2_models::crop::CropRecipe;
+use sd2_models::image::RgbImage;
+use sd2_models::onnx::{Model, Precision};
 use sd2_models::paths;
-use sd2_models::runtime::{Device as OrtDevice, SessionConfig};
+use sd2_models::runtime::{Device as OrtDevice, RuntimeError, SessionConfig};
 use sd2_train::clip::ClipConfig;
-use sd2_train::export::{ExportInfo, Variant, export};
+use sd2_train::export::calibrate::calibrate;
+use sd2_train::export::{ExportInfo, Kernels, Variant, export, export_fp8};
 use sd2_train::labels::TextLabels;
 use sd2_train::model::Sd2Model;
 use sd2_train::tokenizer::ClipTokenizer;
@@ -98,6 +108,11 @@ pub struct InferArgs {
     /// Export the models (to --out) and stop.
     #[arg(long)]
     export_only: bool,
+    /// Print one encoder layer's kernel table for each variant, at the first of --batches,
+    /// and stop (on CUDA run it with CUDA_LAUNCH_BLOCKING=1, so a node's time is its
+    /// kernels').
+    #[arg(long)]
+    kernel_table: bool,
 }
 
 /// What the run measures on: the preset and the device.
@@ -142,10 +157,20 @@ struct Ours {
     config: SessionConfig,
 }
 
+/// An exported variant: its row name, its file, whether it needs SD²'s operators (which
+/// ONNX Runtime's Python API does not have), and the nodes of one encoder layer.
+pub struct Exported {
+    pub name: String,
+    pub path: PathBuf,
+    pub sd2: bool,
+    pub layer: std::collections::HashMap<String, String>,
+}
+
 /// Builds the preset with random weights and writes each variant: the standard graph in
-/// fp32 always; on CUDA fp16 and the fused graph in fp16, on the CPU the fused graph in
-/// fp32. Returns (name, file) per variant.
-fn export_variants(target: &Target, dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+/// fp32 always; on CUDA fp16, the fused and the `sd2` graph in fp16 and the `sd2` graph in
+/// FP8 (calibrated on crops of the sample faces); on the CPU the fused and `sd2` graphs in
+/// fp32.
+fn export_variants(target: &Target, dir: &Path) -> Result<Vec<Exported>> {
     let burn_device = Device::flex();
     burn_device.seed(0);
     let state = RunState::untrained(target.clip.clone(), paths::clip_vocab());
@@ -156,67 +181,173 @@ fn export_variants(target: &Target, dir: &Path) -> Result<Vec<(String, PathBuf)>
         model_name: format!("bench-{}", target.preset),
         model_version: "random".into(),
     };
-    let variants: &[(Precision, bool)] = if target.cuda {
+    let (f32, f16) = (Precision::F32, Precision::F16);
+    let variants: &[(Precision, bool, Kernels)] = if target.cuda {
         &[
-            (Precision::F32, false),
-            (Precision::F16, false),
-            (Precision::F16, true),
+            (f32, false, Kernels::Ort),
+            (f16, false, Kernels::Ort),
+            (f16, true, Kernels::Ort),
+            (f16, true, Kernels::Sd2),
         ]
     } else {
-        &[(Precision::F32, false), (Precision::F32, true)]
+        &[
+            (f32, false, Kernels::Ort),
+            (f32, true, Kernels::Ort),
+            (f32, true, Kernels::Sd2),
+        ]
     };
     let mut files = Vec::new();
-    for &(precision, fused) in variants {
+    for &(precision, fused, kernels) in variants {
         let precision_name = match precision {
             Precision::F32 => "fp32",
             Precision::F16 => "fp16",
         };
-        let name = format!(
-            "{} {precision_name}",
-            if fused { "fused" } else { "standard" }
-        );
-        let path = dir.join(format!(
-            "sd2-{}-{}.onnx",
-            target.preset,
-            name.replace(' ', "-")
-        ));
-        export(
-            &model,
-            &state,
-            &labels,
-            &tok,
-            Variant { precision, fused },
-            &info,
-        )
-        .write(&path)?;
-        files.push((name, path));
+        let graph = match (kernels, fused) {
+            (Kernels::Sd2, _) => "sd2",
+            (Kernels::Ort, true) => "fused",
+            (Kernels::Ort, false) => "standard",
+        };
+        let variant = Variant {
+            precision,
+            fused,
+            kernels,
+        };
+        let m = export(&model, &state, &labels, &tok, variant, &info);
+        files.push(write_variant(
+            target,
+            dir,
+            &format!("{graph} {precision_name}"),
+            m,
+        )?);
+    }
+    if target.cuda {
+        let recipe = state.config.crop;
+        let c = calibrate(&model, &state, &labels, &tok, &sample_faces(recipe, 12)?)?;
+        let m = export_fp8(&model, &state, &labels, &tok, &c, &info);
+        files.push(write_variant(target, dir, "sd2 fp8", m)?);
     }
     Ok(files)
 }
 
-/// Our rows: every exported file as the Analyzer loads it, and on CUDA the last (fused
-/// fp16) once more with CUDA graphs over fixed batch buckets.
-fn our_paths(files: &[(String, PathBuf)], cuda: bool) -> Vec<Ours> {
+/// Writes `m` as the variant `name`, keeping the nodes of one encoder layer.
+fn write_variant(target: &Target, dir: &Path, name: &str, m: Model) -> Result<Exported> {
+    let path = dir.join(format!(
+        "sd2-{}-{}.onnx",
+        target.preset,
+        name.replace(' ', "-")
+    ));
+    let proto = m.into_proto();
+    let layer = proto
+        .graph
+        .as_ref()
+        .map(kernel_table::layer_nodes)
+        .unwrap_or_default();
+    let sd2 = name.starts_with("sd2");
+    sd2_models::atomic_write::write_atomic(&path, &prost::Message::encode_to_vec(&proto))?;
+    Ok(Exported {
+        name: name.into(),
+        path,
+        sd2,
+        layer,
+    })
+}
+
+/// `n` crops of the faces of the sample photo t1.jpg (facenet-pytorch's boxes, rounded) by
+/// `recipe`: real faces to calibrate an FP8 export on.
+fn sample_faces(recipe: CropRecipe, n: usize) -> Result<Vec<f32>> {
+    let path = paths::samples_dir().join("t1.jpg");
+    let img = RgbImage::open(&path)
+        .with_context(|| format!("{}: run scripts/setup.sh", path.display()))?;
+    let boxes = [
+        [465.0, 262.0, 570.0, 405.0],
+        [55.0, 263.0, 165.0, 397.0],
+        [908.0, 62.0, 1014.0, 202.0],
+        [688.0, 132.0, 790.0, 268.0],
+        [285.0, 143.0, 386.0, 278.0],
+        [1073.0, 213.0, 1177.0, 350.0],
+    ];
+    let per = 3 * recipe.input_size * recipe.input_size;
+    let mut out = vec![0.0; n * per];
+    for (i, chunk) in out.chunks_mut(per).enumerate() {
+        recipe.input_for(img.view(), boxes[i % boxes.len()], chunk);
+    }
+    Ok(out)
+}
+
+/// Our rows: every exported file as the Analyzer loads it, and on CUDA the fused and `sd2`
+/// graphs once more with CUDA graphs over fixed batch buckets (the last row, FP8's when the
+/// GPU runs it, is the best, which the face path runs).
+fn our_paths(files: &[Exported], cuda: bool) -> Vec<Ours> {
     let mut ours: Vec<Ours> = files
         .iter()
-        .map(|(name, path)| Ours {
-            name: name.clone(),
-            path: path.clone(),
+        .map(|f| Ours {
+            name: f.name.clone(),
+            path: f.path.clone(),
             config: SessionConfig::default(),
         })
         .collect();
-    let (last_name, last_path) = files.last().expect("a variant");
     if cuda {
-        ours.push(Ours {
-            name: format!("{last_name} + CUDA graphs"),
-            path: last_path.clone(),
-            config: SessionConfig {
-                cuda_graph: true,
-                ..SessionConfig::default()
-            },
-        });
+        for f in files.iter().filter(|f| !f.name.starts_with("standard")) {
+            ours.push(Ours {
+                name: format!("{} + CUDA graphs", f.name),
+                path: f.path.clone(),
+                config: SessionConfig {
+                    cuda_graph: true,
+                    ..SessionConfig::default()
+                },
+            });
+        }
     }
     ours
+}
+
+/// Loads each of our rows; a variant the device cannot run (FP8 below compute capability
+/// 8.9) is left out, with why in `notes`.
+fn load_ours(
+    ours: Vec<Ours>,
+    device: OrtDevice,
+    notes: &mut Vec<String>,
+) -> Result<(Vec<Ours>, Vec<DeepfakeModel>)> {
+    let (mut kept, mut models) = (Vec::new(), Vec::new());
+    for o in ours {
+        match DeepfakeModel::load(&o.path, device, o.config) {
+            Ok(m) => {
+                kept.push(o);
+                models.push(m);
+            }
+            Err(e @ RuntimeError::Unmet { .. }) => {
+                notes.push(format!("ours, {} not run: {e}", o.name));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((kept, models))
+}
+
+/// Prints one encoder layer's kernel table for each variant the device runs.
+fn kernel_tables(args: &InferArgs, target: &Target, files: &[Exported]) -> Result<()> {
+    let batch = args.batches.first().copied().unwrap_or(64);
+    for f in files {
+        if target.cuda && f.sd2 {
+            let runnable = match sd2_models::kernels::cuda::available() {
+                Err(missing) => Err(missing.to_string()),
+                Ok(g) if f.name.contains("fp8") && !g.has_fp8() => Err(format!(
+                    "FP8 needs compute capability 8.9, this GPU's is {}.{}",
+                    g.major, g.minor
+                )),
+                Ok(_) => Ok(()),
+            };
+            if let Err(why) = runnable {
+                println!("kernels of {}: not run: {why}", f.name);
+                continue;
+            }
+        }
+        match kernel_table::profile(&f.name, &f.path, &f.layer, target.cuda, batch, args.rounds) {
+            Ok(t) => t.print(),
+            Err(e) => println!("kernels of {}: not run: {e:#}", f.name),
+        }
+    }
+    Ok(())
 }
 
 /// What the run has found so far about its own paths: CUDA graphs or pinned memory not
@@ -319,10 +450,11 @@ fn start_reference(
     }
 }
 
-/// Every timed path: (row name, the reference's command or `None` for ours).
+/// Every timed path: (row name, the reference's command or `None` for ours). ONNX
+/// Runtime's Python API runs every file but the `sd2` graphs, whose operators are ours.
 fn timed_paths(
     ours: &[Ours],
-    files: &[(String, PathBuf)],
+    files: &[Exported],
     references: bool,
     cuda: bool,
 ) -> Vec<(String, Option<String>)> {
@@ -331,10 +463,10 @@ fn timed_paths(
         .map(|o| (format!("ours, {}", o.name), None))
         .collect();
     if references {
-        for (n, p) in files {
+        for f in files.iter().filter(|f| !f.sd2) {
             paths.push((
-                format!("ORT Python, {n}"),
-                Some(format!("ort {}", p.display())),
+                format!("ORT Python, {}", f.name),
+                Some(format!("ort {}", f.path.display())),
             ));
         }
         paths.push(("PyTorch eager + SDPA".into(), Some("torch eager".into())));
@@ -462,19 +594,22 @@ pub fn run(args: InferArgs) -> Result<()> {
     if args.export_only {
         return Ok(());
     }
+    if args.kernel_table {
+        return kernel_tables(&args, &target, &files);
+    }
     let mut report = Report {
         preset: target.preset.clone(),
         device: args.device.clone(),
         rounds: args.rounds,
         iterations: args.iterations,
-        files: files.iter().map(|(n, _)| n.clone()).collect(),
+        files: files.iter().map(|f| f.name.clone()).collect(),
         ..Report::default()
     };
-    let ours = our_paths(&files, target.cuda);
-    let mut models: Vec<DeepfakeModel> = ours
-        .iter()
-        .map(|o| DeepfakeModel::load(&o.path, target.device, o.config))
-        .collect::<Result<_, _>>()?;
+    let (ours, mut models) = load_ours(
+        our_paths(&files, target.cuda),
+        target.device,
+        &mut report.notes,
+    )?;
     let drift = logit_drift(&mut models)?;
     report.drift = ours.iter().map(|o| o.name.clone()).zip(drift).collect();
     eprintln!("models loaded at {:.0} s", started.elapsed().as_secs_f64());

@@ -193,6 +193,16 @@ impl Graph {
         self.tensor(name, dims, DataType::Int64, raw)
     }
 
+    /// Adds a `uint8` initializer (FP8 E4M3 codes, see `crate::kernels::e4m3`).
+    pub fn uint8s(&mut self, name: &str, dims: &[usize], data: &[u8]) -> String {
+        assert_eq!(
+            dims.iter().product::<usize>(),
+            data.len(),
+            "initializer {name}"
+        );
+        self.tensor(name, dims, DataType::Uint8, data.to_vec())
+    }
+
     /// Adds a scalar (rank-0) floating-point constant.
     pub fn scalar(&mut self, name: &str, value: f32, precision: Precision) -> String {
         self.weight(name, &[], &[value], precision)

@@ -5,12 +5,14 @@
 //! - standard: LayerNormalization, MatMul + Add, and the attention spelled out;
 //! - fused: `MultiHeadAttention`, and `SkipLayerNormalization` for each residual sum with
 //!   the LayerNorm after it (the attention's output bias, then fc2's bias and the next
-//!   layer's first LayerNorm), fc1's bias carried by its MatMul into `QuickGelu`.
+//!   layer's first LayerNorm), fc1's bias carried by its MatMul into `QuickGelu`;
+//! - sd2: the fused graph with SD²'s own operators, written by [`super::sd2`].
 
 use burn::nn::{LayerNorm, Linear};
 
 use super::embeddings::ClassToken;
 use super::graph::Builder;
+use super::sd2::{self, Fp8};
 use super::weights::{self, bias, layer_norm, layer_norm_params, values};
 use crate::clip::encoder::{ClipAttention, ClipEncoderLayer};
 
@@ -26,9 +28,17 @@ enum Ops<'a> {
 
 /// The residual stream between two layers: the sum, and, where the SkipLayerNormalization
 /// that made it also normalised it, the next layer's first LayerNorm of it.
-struct Stream {
-    sum: String,
-    normed: Option<String>,
+pub(super) struct Stream {
+    pub sum: String,
+    pub normed: Option<String>,
+}
+
+/// Which graph's layers to write.
+#[derive(Clone, Copy)]
+pub enum Layers<'a> {
+    Standard,
+    Fused,
+    Sd2(Fp8<'a>),
 }
 
 /// Writes every layer over `xs` (`[N, T, D]`); returns each layer's class token
@@ -38,9 +48,9 @@ pub fn write(
     xs: String,
     layers: &[ClipEncoderLayer],
     cls: &ClassToken,
-    fused: bool,
+    kind: Layers<'_>,
 ) -> Vec<String> {
-    let lanes = fused.then(|| b.bias_lanes(&xs));
+    let lanes = matches!(kind, Layers::Fused).then(|| b.bias_lanes(&xs));
     let ops = match &lanes {
         Some(lanes) => Ops::Fused { lanes },
         None => Ops::Standard,
@@ -52,7 +62,10 @@ pub fn write(
     let mut layer_cls = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         let next = layers.get(i + 1).map(|l| &l.layer_norm1);
-        stream = encoder_layer(b, ops, i, layer, next, stream);
+        stream = match kind {
+            Layers::Sd2(fp8) => sd2::layer(b, fp8, i, layer, next, stream),
+            _ => encoder_layer(b, ops, i, layer, next, stream),
+        };
         layer_cls.push(cls.take(b, &stream.sum));
     }
     layer_cls

@@ -181,7 +181,7 @@ pub const BIAS_LANES: usize = 8;
 /// `b_o + b_v · W_o` (`W_o` as `[in, out]`), summed in f64: the output projection's bias
 /// once V's bias has passed through attention and the projection. A projection without a
 /// bias has none (an empty slice): zero.
-fn fold_value_bias(bv: &[f32], o: (&[f32], &[f32]), width: usize) -> Vec<f32> {
+pub(super) fn fold_value_bias(bv: &[f32], o: (&[f32], &[f32]), width: usize) -> Vec<f32> {
     (0..width)
         .map(|j| {
             let through: f64 = (0..width)
