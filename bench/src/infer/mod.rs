@@ -275,8 +275,8 @@ fn sample_faces(recipe: CropRecipe, n: usize) -> Result<Vec<f32>> {
 }
 
 /// Our rows: every exported file as the Analyzer loads it, and on CUDA the fused and `sd2`
-/// graphs once more with CUDA graphs over fixed batch buckets (the last row, FP8's when the
-/// GPU runs it, is the best, which the face path runs).
+/// graphs once more with CUDA graphs over fixed batch buckets (the last row is FP8's when
+/// the GPU runs it).
 fn our_paths(files: &[Exported], cuda: bool) -> Vec<Ours> {
     let mut ours: Vec<Ours> = files
         .iter()
@@ -614,7 +614,15 @@ pub fn run(args: InferArgs) -> Result<()> {
     report.drift = ours.iter().map(|o| o.name.clone()).zip(drift).collect();
     eprintln!("models loaded at {:.0} s", started.elapsed().as_secs_f64());
     // The face path first: it is short, and a run cut short keeps it.
-    time_face_paths(&args, &target, ours.last().expect("a variant"), &mut report)?;
+    // The face path runs the variant a user runs on the device: on CUDA the last (sd2's
+    // operators with CUDA graphs, in FP8 where the GPU has it), on the CPU the standard
+    // graph (the fastest there; BENCHMARKS.md).
+    let variant = if target.cuda {
+        ours.last()
+    } else {
+        ours.first()
+    };
+    time_face_paths(&args, &target, variant.expect("a variant"), &mut report)?;
     report.status = status_notes(&ours, &models, &[], &[]);
     if let Some(p) = &args.json {
         report.write_json(p)?;
