@@ -17,6 +17,7 @@ pub mod mtcnn;
 pub mod onnx;
 pub mod paths;
 pub mod runtime;
+pub mod samples;
 pub mod state_dict;
 pub mod taxonomy;
 pub mod tracker;

@@ -12,7 +12,6 @@ use common::max_diff;
 use sd2_models::classifier::DeepfakeModel;
 use sd2_models::contract::{GraphKind, GraphPrecision};
 use sd2_models::crop::CropRecipe;
-use sd2_models::image::RgbImage;
 use sd2_models::kernels::{self, cuda};
 use sd2_models::onnx::{Model, Precision};
 use sd2_models::paths;
@@ -100,29 +99,6 @@ impl Tiny {
             &self.info,
         )
     }
-}
-
-/// Normalised crops of `n` faces of t1.jpg (boxes of facenet-pytorch, rounded), 64 pixels.
-fn real_faces(n: usize) -> Vec<f32> {
-    let side = 64;
-    let recipe = CropRecipe {
-        input_size: side,
-        ..CropRecipe::default()
-    };
-    let img = RgbImage::open(&paths::samples_dir().join("t1.jpg")).expect("run scripts/setup.sh");
-    let boxes = [
-        [465.0, 262.0, 570.0, 405.0],
-        [55.0, 263.0, 165.0, 397.0],
-        [908.0, 62.0, 1014.0, 202.0],
-        [688.0, 132.0, 790.0, 268.0],
-        [285.0, 143.0, 386.0, 278.0],
-        [1073.0, 213.0, 1177.0, 350.0],
-    ];
-    let mut out = vec![0.0; n * 3 * side * side];
-    for (i, chunk) in out.chunks_mut(3 * side * side).enumerate() {
-        recipe.input_for(img.view(), boxes[i % boxes.len()], chunk);
-    }
-    out
 }
 
 fn logits(path: &std::path::Path, x: &[f32], config: SessionConfig) -> Vec<f32> {
@@ -329,4 +305,13 @@ fn an_sd2_export_on_cuda_without_its_kernels_is_refused_naming_the_file_and_what
     // `auto` runs it on the CPU, saying why.
     let m = DeepfakeModel::load(&path, OrtDevice::Auto, SessionConfig::default()).unwrap();
     assert!(m.fallback_reason().is_some_and(|r| !r.is_empty()));
+}
+
+/// Normalised crops of `n` faces of t1.jpg, 64 pixels.
+fn real_faces(n: usize) -> Vec<f32> {
+    let recipe = CropRecipe {
+        input_size: 64,
+        ..CropRecipe::default()
+    };
+    sd2_models::samples::t1_crops(&recipe, n).expect("run scripts/setup.sh")
 }

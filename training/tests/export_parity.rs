@@ -11,7 +11,6 @@ use common::max_diff;
 use half::f16;
 use sd2_models::classifier::{DeepfakeModel, Verdict};
 use sd2_models::crop::CropRecipe;
-use sd2_models::image::RgbImage;
 use sd2_models::onnx::{Model, Precision};
 use sd2_models::ort;
 use sd2_models::paths;
@@ -110,26 +109,6 @@ fn pattern(n: usize, seed: u64) -> Vec<f32> {
     (0..n as u64)
         .map(|i| (((i * 7919 + seed * 104729) % 256) as f32 - 127.5) / 64.0)
         .collect()
-}
-
-/// Normalised crops of the sample faces, `side` pixels.
-fn real_faces(side: usize, n: usize) -> Vec<f32> {
-    let recipe = CropRecipe {
-        input_size: side,
-        ..CropRecipe::default()
-    };
-    let img = RgbImage::open(&paths::samples_dir().join("t1.jpg")).expect("run scripts/setup.sh");
-    // Boxes of three faces of t1.jpg (facenet-pytorch's, rounded).
-    let boxes = [
-        [465.0, 262.0, 570.0, 405.0],
-        [55.0, 263.0, 165.0, 397.0],
-        [908.0, 62.0, 1014.0, 202.0],
-    ];
-    let mut out = vec![0.0; n * 3 * side * side];
-    for (i, chunk) in out.chunks_mut(3 * side * side).enumerate() {
-        recipe.input_for(img.view(), boxes[i % boxes.len()], chunk);
-    }
-    out
 }
 
 fn check(clip: ClipConfig, batch: usize, fp32_tol: f32, fp16_tol: f32) {
@@ -392,4 +371,13 @@ fn fused_graph_feeds_attention_and_gelu_straight_from_matmuls() {
     }
     // Every layer's attention and MLP, and CLAM's attention.
     assert_eq!((attention, gelu), (layers + 1, layers));
+}
+
+/// Normalised crops of the sample faces, `side` pixels.
+fn real_faces(side: usize, n: usize) -> Vec<f32> {
+    let recipe = CropRecipe {
+        input_size: side,
+        ..CropRecipe::default()
+    };
+    sd2_models::samples::t1_crops(&recipe, n).expect("run scripts/setup.sh")
 }

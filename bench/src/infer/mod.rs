@@ -45,8 +45,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::prelude::*;
 use sd2_models::classifier::DeepfakeModel;
-use sd2_models::crop::CropRecipe;
-use sd2_models::image::RgbImage;
 use sd2_models::onnx::{Model, Precision};
 use sd2_models::paths;
 use sd2_models::runtime::{Device as OrtDevice, RuntimeError, SessionConfig};
@@ -222,7 +220,13 @@ fn export_variants(target: &Target, dir: &Path) -> Result<Vec<Exported>> {
     }
     if target.cuda {
         let recipe = state.config.crop;
-        let c = calibrate(&model, &state, &labels, &tok, &sample_faces(recipe, 12)?)?;
+        let c = calibrate(
+            &model,
+            &state,
+            &labels,
+            &tok,
+            &sd2_models::samples::t1_crops(&recipe, 12)?,
+        )?;
         let m = export_fp8(&model, &state, &labels, &tok, &c, &info);
         files.push(write_variant(target, dir, "sd2 fp8", m)?);
     }
@@ -250,28 +254,6 @@ fn write_variant(target: &Target, dir: &Path, name: &str, m: Model) -> Result<Ex
         sd2,
         layer,
     })
-}
-
-/// `n` crops of the faces of the sample photo t1.jpg (facenet-pytorch's boxes, rounded) by
-/// `recipe`: real faces to calibrate an FP8 export on.
-fn sample_faces(recipe: CropRecipe, n: usize) -> Result<Vec<f32>> {
-    let path = paths::samples_dir().join("t1.jpg");
-    let img = RgbImage::open(&path)
-        .with_context(|| format!("{}: run scripts/setup.sh", path.display()))?;
-    let boxes = [
-        [465.0, 262.0, 570.0, 405.0],
-        [55.0, 263.0, 165.0, 397.0],
-        [908.0, 62.0, 1014.0, 202.0],
-        [688.0, 132.0, 790.0, 268.0],
-        [285.0, 143.0, 386.0, 278.0],
-        [1073.0, 213.0, 1177.0, 350.0],
-    ];
-    let per = 3 * recipe.input_size * recipe.input_size;
-    let mut out = vec![0.0; n * per];
-    for (i, chunk) in out.chunks_mut(per).enumerate() {
-        recipe.input_for(img.view(), boxes[i % boxes.len()], chunk);
-    }
-    Ok(out)
 }
 
 /// Our rows: every exported file as the Analyzer loads it, and on CUDA the fused and `sd2`

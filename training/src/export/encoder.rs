@@ -33,6 +33,22 @@ pub(super) struct Stream {
     pub normed: Option<String>,
 }
 
+impl Stream {
+    /// Layer `name`'s input: its first LayerNorm of the residual sum, unless the previous
+    /// layer's residual sum computed it already.
+    pub fn layer_input(&self, b: &mut Builder, name: &str, layer: &ClipEncoderLayer) -> String {
+        match &self.normed {
+            Some(h) => h.clone(),
+            None => layer_norm(
+                b,
+                &self.sum,
+                &format!("{name}.layer_norm1"),
+                &layer.layer_norm1,
+            ),
+        }
+    }
+}
+
 /// Which graph's layers to write.
 #[derive(Clone, Copy)]
 pub enum Layers<'a> {
@@ -82,15 +98,7 @@ fn encoder_layer(
 ) -> Stream {
     let name = format!("layers.{i}");
     let [width, inter] = layer.mlp.fc1.weight.val().dims();
-    let h = match stream.normed {
-        Some(h) => h,
-        None => layer_norm(
-            b,
-            &stream.sum,
-            &format!("{name}.layer_norm1"),
-            &layer.layer_norm1,
-        ),
-    };
+    let h = stream.layer_input(b, &name, layer);
     let fused = matches!(ops, Ops::Fused { .. });
     let attn = format!("{name}.self_attn");
     let (a, out_bias) = self_attention(b, fused, &h, &attn, &layer.self_attn, width);

@@ -20,7 +20,7 @@ use sd2_models::onnx::{Attr, Precision};
 
 use super::encoder::Stream;
 use super::graph::{Builder, MS};
-use super::weights::{self, bias, layer_norm, layer_norm_params, values};
+use super::weights::{self, bias, layer_norm_params, values};
 use crate::clip::encoder::ClipEncoderLayer;
 
 /// Each calibration site's largest magnitude over the calibration faces.
@@ -170,15 +170,7 @@ pub fn layer(
 ) -> Stream {
     let name = format!("layers.{i}");
     let [width, inter] = layer.mlp.fc1.weight.val().dims();
-    let h = match stream.normed {
-        Some(h) => h,
-        None => layer_norm(
-            b,
-            &stream.sum,
-            &format!("{name}.layer_norm1"),
-            &layer.layer_norm1,
-        ),
-    };
+    let h = stream.layer_input(b, &name, layer);
     // Attention (see Builder::attention_fused for why K's and V's biases go).
     let attn = format!("{name}.self_attn");
     let [q, k, v, o] = weights::attention(&layer.self_attn);
