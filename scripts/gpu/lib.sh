@@ -21,11 +21,12 @@ required() {
   echo "$v"
 }
 
-# Copies the parts carried into this call to the stash, which outlives the call.
+# Copies the parts of .gpu/$1 (ortgpu or train) carried into this call to the stash, which
+# outlives the call.
 keep_carried() {
   mkdir -p "$stash"
   local p
-  for p in "$root"/.gpu/ortgpu/part-*; do
+  for p in "$root/.gpu/$1"/part-*; do
     if [ -f "$p" ]; then cp "$p" "$stash/" && echo "kept ${p##*/} in $stash"; fi
   done
 }
@@ -35,7 +36,7 @@ keep_carried() {
 prepare() {
   local manifest=$root/.gpu/cache/ortgpu.sha256 ort=$stash/ort
   mkdir -p "$out"
-  keep_carried
+  keep_carried ortgpu
   [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
   if ! cmp -s "$manifest" "$ort/.unpacked"; then
     if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then

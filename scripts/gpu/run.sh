@@ -146,7 +146,7 @@ case $verb in
 stash)
   part=$(printf '%s/.gpu/ortgpu/part-%02d' "$root" "$((10#${1:?stash needs a part number}))")
   [ -f "$part" ] || { echo "$part was not carried into this call" >&2; exit 1; }
-  keep_carried
+  keep_carried ortgpu
   ls -l "$stash"
   ;;
 infer) infer "$(required --seconds "$@")" "$@" ;;

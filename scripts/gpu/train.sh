@@ -35,22 +35,13 @@ python=${SD2_BENCH_PYTHON:-python3}
 work=$stash/work
 bin=$stash/train/bin
 
-# Copies the parts carried into this call to the stash, which outlives the call.
-keep_parts() {
-  mkdir -p "$stash"
-  local p
-  for p in "$root"/.gpu/train/part-*; do
-    if [ -f "$p" ]; then cp "$p" "$stash/" && echo "kept ${p##*/} in $stash"; fi
-  done
-}
-
 # Unpacks the binaries and ONNX Runtime once every part is in the stash, and sets the
 # environment: CUDA's NVRTC and headers (cubecl compiles its kernels at run time), ONNX
 # Runtime for `export --check`, the cache with MTCNN, the sample faces and the vocabulary.
 prepare() {
   local manifest=$root/.gpu/cache/train.sha256
   mkdir -p "$out" "$work"
-  keep_parts
+  keep_carried train
   [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
   if ! cmp -s "$manifest" "$stash/train/.unpacked"; then
     if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then
@@ -222,7 +213,7 @@ case $verb in
 stash)
   part=$(printf '%s/.gpu/train/part-%02d' "$root" "$((10#${1:?stash needs a part number}))")
   [ -f "$part" ] || { echo "$part was not carried into this call" >&2; exit 1; }
-  keep_parts
+  keep_carried train
   ls -l "$stash"
   ;;
 run) run "$@" ;;
