@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::ep;
@@ -292,9 +292,29 @@ fn build(
             .with_auto_device(AutoDevicePolicy::PreferCPU)
             .map_err(|e| (false, e.to_string()))?;
     }
-    builder
-        .commit_from_file(path)
-        .map_err(|e| (false, e.to_string()))
+    commit_registering_domain(|| builder.commit_from_file(path)).map_err(|e| (false, e.to_string()))
+}
+
+/// Whether a session of this process has registered SD²'s operator domain yet.
+static DOMAIN_REGISTERED: Mutex<bool> = Mutex::new(false);
+
+/// Runs `commit` (a session's creation, which registers its custom operator domains), alone
+/// in the process until one commit has succeeded. ONNX Runtime adds a domain to ONNX's
+/// process-wide schema table when the table lacks it, without a lock: two first
+/// registrations at once fail one session ("the domain is already exist") and write the
+/// table from two threads. Once the domain is in the table it is only read, and sessions
+/// open in parallel.
+pub fn commit_registering_domain<T>(commit: impl FnOnce() -> ort::Result<T>) -> ort::Result<T> {
+    let mut registered = DOMAIN_REGISTERED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *registered {
+        drop(registered);
+        return commit();
+    }
+    let result = commit();
+    *registered = result.is_ok();
+    result
 }
 
 /// Opens `path` on `device`. `hint` is appended to the missing-file message (e.g. the

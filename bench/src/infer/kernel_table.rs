@@ -180,7 +180,6 @@ fn session(path: &Path, cuda: bool, prefix: &Path) -> Result<Session> {
             .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
             .map_err(text)?;
     }
-    builder
-        .commit_from_file(path)
+    runtime::commit_registering_domain(|| builder.commit_from_file(path))
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
