@@ -42,25 +42,31 @@ impl Report {
             .map(|(_, r)| r)
     }
 
-    /// Our fastest variant: the most crops per second at the largest batch size every
-    /// variant reached (ties to the earlier, simpler one).
-    fn best(&self) -> Option<&str> {
-        let rows: Vec<(&str, &BTreeMap<usize, f64>)> = self
-            .drift
+    /// Our variants with their rows of crops per second, in export order.
+    fn ours(&self) -> impl Iterator<Item = (&str, &BTreeMap<usize, f64>)> {
+        self.drift
             .iter()
             .filter_map(|(n, _)| Some((n.as_str(), self.row(&format!("ours, {n}"))?)))
-            .collect();
-        let common = rows
-            .iter()
-            .map(|(_, r)| r.keys().next_back().copied().unwrap_or(0))
-            .min()?;
-        rows.iter()
-            .filter_map(|(n, r)| Some((*n, *r.get(&common)?)))
-            .fold(None, |best: Option<(&str, f64)>, (n, v)| match best {
+    }
+
+    /// Our variant with the most crops per second at `batch`, and that figure (ties to the
+    /// earlier, simpler variant).
+    fn fastest_at(&self, batch: usize) -> Option<(&str, f64)> {
+        self.ours()
+            .filter_map(|(n, r)| Some((n, *r.get(&batch)?)))
+            .fold(None, |best, (n, v)| match best {
                 Some((_, b)) if b >= v => best,
                 _ => Some((n, v)),
             })
-            .map(|(n, _)| n)
+    }
+
+    /// Our fastest variant at the largest batch size every variant reached.
+    fn best(&self) -> Option<&str> {
+        let common = self
+            .ours()
+            .map(|(_, r)| r.keys().next_back().copied().unwrap_or(0))
+            .min()?;
+        self.fastest_at(common).map(|(n, _)| n)
     }
 
     fn batches(&self) -> Vec<usize> {
@@ -138,14 +144,7 @@ impl Report {
             }
         }
         // The lowest batch-1 latency of our variants.
-        let fastest = self
-            .drift
-            .iter()
-            .filter_map(|(n, _)| Some((n, *self.row(&format!("ours, {n}"))?.get(&1)?)))
-            .fold(None, |f: Option<(&String, f64)>, (n, v)| match f {
-                Some((_, b)) if b >= v => f,
-                _ => Some((n, v)),
-            });
+        let fastest = self.fastest_at(1);
         if let Some((name, v)) = fastest {
             println!("batch-1 latency (ours, {name}): {:.2} ms", 1000.0 / v);
         }
