@@ -31,26 +31,36 @@ keep_carried() {
   done
 }
 
+# Keeps the parts of .gpu/$1 carried into this call, and once all of them are in the stash
+# (checked against .gpu/cache/$1.sha256) unpacks them into $2, unless it holds them already.
+# $3: the script whose `stash N` keeps a part, for the message when some are missing.
+unpack_stashed() {
+  local kind=$1 dir=$2 script=$3 manifest=$root/.gpu/cache/$1.sha256
+  keep_carried "$kind"
+  [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
+  cmp -s "$manifest" "$dir/.unpacked" && return
+  if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then
+    echo "parts missing or damaged in $stash: stash each part but the last (carry it," \
+      "then scripts/gpu/$script stash N), and carry the last into this call" >&2
+    exit 1
+  fi
+  rm -rf "$dir"
+  # xz where it is installed, else Python's lzma (the GPU image's tools are not ours).
+  local unxz=(xz -dc)
+  if [ -n "${SD2_GPU_NO_XZ:-}" ] || ! command -v xz >/dev/null; then
+    unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)')
+  fi
+  # shellcheck disable=SC2046
+  (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
+  cp "$manifest" "$dir/.unpacked"
+}
+
 # Keeps the carried parts, unpacks ONNX Runtime, sets the environment, writes gpu.txt.
 # Needs $device (cpu or cuda), $out and $python.
 prepare() {
-  local manifest=$root/.gpu/cache/ortgpu.sha256 ort=$stash/ort
+  local ort=$stash/ort
   mkdir -p "$out"
-  keep_carried ortgpu
-  [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
-  if ! cmp -s "$manifest" "$ort/.unpacked"; then
-    if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then
-      echo "parts missing or damaged in $stash: stash each part but the last (carry it," \
-        "then scripts/gpu/run.sh stash N), and carry the last into this call" >&2
-      exit 1
-    fi
-    rm -rf "$ort"
-    # xz where it is installed, else Python's lzma (the GPU image's tools are not ours).
-    local unxz=(xz -dc)
-    if [ -n "${SD2_GPU_NO_XZ:-}" ] || ! command -v xz >/dev/null; then unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)'); fi
-    (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
-    cp "$manifest" "$ort/.unpacked"
-  fi
+  unpack_stashed ortgpu "$ort" run.sh
   local capi=$ort/onnxruntime/capi
   export ORT_DYLIB_PATH=$capi/libonnxruntime.so.1.31.1
   export PYTHONPATH=$ort${PYTHONPATH:+:$PYTHONPATH}

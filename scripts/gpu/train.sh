@@ -39,25 +39,8 @@ bin=$stash/train/bin
 # environment: CUDA's NVRTC and headers (cubecl compiles its kernels at run time), ONNX
 # Runtime for `export --check`, the cache with MTCNN, the sample faces and the vocabulary.
 prepare() {
-  local manifest=$root/.gpu/cache/train.sha256
   mkdir -p "$out" "$work"
-  keep_carried train
-  [ -f "$manifest" ] || { echo "$manifest missing: carry .gpu/cache" >&2; exit 1; }
-  if ! cmp -s "$manifest" "$stash/train/.unpacked"; then
-    if ! (cd "$stash" && sha256sum -c --quiet "$manifest"); then
-      echo "parts missing or damaged in $stash: stash each part but the last (carry it," \
-        "then scripts/gpu/train.sh stash N), and carry the last into this call" >&2
-      exit 1
-    fi
-    rm -rf "$stash/train"
-    local unxz=(xz -dc)
-    if [ -n "${SD2_GPU_NO_XZ:-}" ] || ! command -v xz >/dev/null; then
-      unxz=(python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)')
-    fi
-    # shellcheck disable=SC2046
-    (cd "$stash" && cat $(awk '{print $2}' "$manifest") | "${unxz[@]}" | tar -xf -)
-    cp "$manifest" "$stash/train/.unpacked"
-  fi
+  unpack_stashed train "$stash/train" train.sh
   export SD2_CACHE_DIR=$root/.gpu/cache
   export ORT_DYLIB_PATH=$stash/train/onnxruntime/libonnxruntime.so.1.31.1
   if [ "$device" != flex ]; then
